@@ -1,0 +1,6 @@
+"""The torch adapter: inflate a torch module graph with the core's rules."""
+
+from .convert import InflationReport, InflationSettings, default_input_size, inflate_model
+from .layout import Clip
+
+__all__ = ["inflate_model", "InflationReport", "InflationSettings", "default_input_size", "Clip"]

@@ -1,0 +1,282 @@
+"""``inflate_model``: trace a 2D model, rewrite its graph node by node, return the 3D model."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import fx, nn
+
+from ... import __version__
+from ...core.errors import InflateError, InvalidInputError
+from ...core.policy import OverrideTable, Policy, get_policy
+from . import layout
+from .layout import Clip
+from .module_rules import MODULE_HANDLERS
+from .ops import FUNCTION_HANDLERS, METHOD_HANDLERS
+from .rewriter import LayerRecord, Rewriter, describe_target, node_path
+from .tracing import InflateTracer, record_shapes, trace
+
+__all__ = ["inflate_model", "InflationReport", "InflationSettings", "default_input_size"]
+
+_HEAD_NAMES = ("head", "pre_logits", "classifier", "fc", "last_linear", "conv_head", "head_drop",
+               "global_pool", "fc_norm", "classif", "logits")
+
+
+@dataclass(frozen=True)
+class InflationReport:
+    """What the conversion did to each op, in graph order.
+
+    ``frame_wise`` lists the ops with no rule that run on each frame separately: their
+    part of the network models no time. Empty for every model the test-suite covers.
+    """
+
+    layers: tuple[LayerRecord, ...]
+
+    @property
+    def inflated(self) -> tuple[LayerRecord, ...]:
+        return tuple(r for r in self.layers if r.how == "inflated")
+
+    @property
+    def frame_wise(self) -> tuple[LayerRecord, ...]:
+        return tuple(r for r in self.layers if r.how == "frame-wise")
+
+    def temporal_layers(self) -> tuple[LayerRecord, ...]:
+        """The ops that mix frames (temporal kernel or stride above 1)."""
+        return tuple(r for r in self.inflated if r.time_kernel > 1 or r.time_stride > 1)
+
+    def table(self) -> str:
+        """The report as a fixed-width text table."""
+        header = ("layer", "2D op", "3D op", "how", "k_t", "s_t", "init")
+        rows = [header] + [(r.path, r.op2d, r.op3d, r.how, str(r.time_kernel), str(r.time_stride), r.init)
+                           for r in self.layers]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+@dataclass(frozen=True)
+class InflationSettings:
+    """What an inflated model was made with; kept on the model as ``model.inflation``."""
+
+    source: str
+    t: int
+    policy: str
+    init: str
+    pad_mode: str
+    input_size: tuple[int, int, int]
+    library_version: str
+    report: InflationReport = field(repr=False, compare=False)
+
+
+def default_input_size(model: nn.Module) -> tuple[int, int, int]:
+    """The (C, H, W) an image model expects: timm's pretrained_cfg, else (3, 224, 224)."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if size and len(size) == 3:
+        return tuple(int(s) for s in size)  # type: ignore[return-value]
+    return (3, 224, 224)
+
+
+def _first_conv(model: nn.Module, graph: fx.Graph) -> Optional[str]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    names = cfg.get("first_conv") if isinstance(cfg, dict) else None
+    called = {str(n.target) for n in graph.nodes if n.op == "call_module"}
+    for name in [names] if isinstance(names, str) else list(names or []):
+        if name in called:
+            return name
+    for node in graph.nodes:
+        if node.op == "call_module" and isinstance(model.get_submodule(str(node.target)), nn.Conv2d):
+            return str(node.target)
+    return None
+
+
+def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    classifier = cfg.get("classifier") if isinstance(cfg, dict) else None
+    extra = tuple(c.split(".")[0] for c in ([classifier] if isinstance(classifier, str) else classifier or []))
+    return _HEAD_NAMES + extra
+
+
+def _validate(model: Any, t: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(
+            f"inflate_model takes a torch.nn.Module, got {type(model).__name__}; "
+            "for a timm name use timm.create_model(name) first"
+        )
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise InvalidInputError(f"t (the clip length in frames) must be an integer >= 1, got {t!r}")
+
+
+def _rewrite_node(rw: Rewriter, node: fx.Node) -> tuple[Any, Any]:
+    inputs = node.all_input_nodes
+    if not any(rw.info(a) is not None for a in inputs):
+        # Nothing here carries time: the op runs as in the 2D model.
+        return rw.graph.node_copy(node, lambda a: rw.env[a][0]), None
+    if node.op == "call_module":
+        module = rw.submodule(node)
+        handler = MODULE_HANDLERS.get(type(module))
+        if handler is None:
+            return rw.frame_wise(node)
+        return handler(rw, node, module)
+    if node.op == "call_function":
+        handler = FUNCTION_HANDLERS.get(node.target)
+    else:
+        handler = METHOD_HANDLERS.get(str(node.target))
+    if handler is None:
+        return rw.frame_wise(node)
+    return handler(rw, node)
+
+
+def _output_value(rw: Rewriter, value: Any, info: Any) -> Any:
+    if isinstance(info, Clip):
+        if info.collapsed:
+            return rw.call_method("squeeze", value, info.td)
+        if info.rank2d <= 2:  # per-frame vectors (logits, embeddings): average over time
+            return rw.call_method("mean", value, info.td)
+        return rw.move_time(value, info, 2 if info.rank2d == 4 else info.td)[0]
+    if isinstance(info, tuple):
+        return tuple(_output_value(rw, rw.call_function(_getitem, value, i), sub) for i, sub in enumerate(info))
+    return value
+
+
+def _getitem(seq: Any, index: int) -> Any:
+    return seq[index]
+
+
+def _output(rw: Rewriter, node: fx.Node) -> None:
+    def convert(arg: Any) -> Any:
+        if isinstance(arg, fx.Node):
+            return _output_value(rw, rw.env[arg][0], rw.info(arg))
+        if isinstance(arg, (tuple, list)):
+            return type(arg)(convert(a) for a in arg)
+        if isinstance(arg, dict):
+            return {k: convert(v) for k, v in arg.items()}
+        return arg
+
+    rw.graph.output(convert(node.args[0]))
+
+
+def _not_traced(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    raise InflateError(
+        f"{type(self).__name__} is an inflated model: only forward(clip) was rewritten for clips; "
+        "forward_features/forward_head still run the 2D code. Call the model itself"
+    )
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    parent._modules[name] = module
+
+
+def inflate_model(
+    model: nn.Module,
+    t: int = 16,
+    *,
+    policy: str | Policy = "i3d",
+    init: Optional[str] = None,
+    pad_mode: Optional[str] = None,
+    overrides: OverrideTable = None,
+    inplace: bool = False,
+    strict: bool = False,
+    input_size: Optional[tuple[int, int, int]] = None,
+    leaf_modules: Iterable[type] = (),
+    return_report: bool = False,
+) -> nn.Module | tuple[nn.Module, InflationReport]:
+    """Inflate a 2D image model into a 3D video model by rewriting its traced graph.
+
+    Args:
+        model: a 2D ``nn.Module`` taking (B, C, H, W) images (any timm CNN).
+        t: the clip length the model is made for: recorded on the model and used by
+            checks and export. The model itself runs on clips of any length.
+        policy: a policy name ("i3d", "i3d_k3", "stem_only") or a :class:`Policy`.
+        init: "tile" (repeat each 2D kernel k_t times, divide by k_t) or "center".
+        pad_mode: temporal padding, "replicate" (default; exact on repeated-frame clips at
+            every time step) or "zeros" (TensorFlow SAME, as the I3D paper).
+        overrides: per-layer exceptions to the policy (see :mod:`inflate.core.policy`).
+        inplace: modify ``model`` itself instead of a copy.
+        strict: raise :class:`UnsupportedOpError` for an op with no rule instead of
+            applying it frame by frame.
+        input_size: (C, H, W) of a sample image used to record 2D shapes; default from
+            timm's pretrained_cfg, else (3, 224, 224).
+        leaf_modules: extra module types to treat as opaque when tracing.
+        return_report: also return the :class:`InflationReport`.
+
+    Returns:
+        The 3D model: input (B, C, T, H, W); output as the 2D model's, with classifier logits
+        averaged over time (global pools pool time before the head). It keeps the 2D
+        model's class as a base, its attribute names (``model.fc``, ``get_classifier()``)
+        and records its settings as ``model.inflation``.
+
+    Limits:
+        Python control flow in traced (non-leaf) modules is frozen as in eval mode;
+        ``forward_features``/``forward_head`` are not rewritten; ops with no rule run
+        frame by frame and are listed in the report.
+    """
+    _validate(model, t)
+    resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides)
+    channels, height, width = input_size or default_input_size(model)
+
+    tracer = InflateTracer(leaf_types=set(MODULE_HANDLERS) | set(leaf_modules))
+    graph2d = trace(model, tracer)
+    traced = fx.GraphModule(model, graph2d)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    sample = torch.randn(2, channels, height, width, device=device, dtype=dtype)
+    record_shapes(traced, sample)
+
+    rw = Rewriter(model, resolved, strict, _first_conv(model, graph2d), _head_prefixes(model))
+    rw.batch_size = sample.shape[0]
+    placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
+    for node in graph2d.nodes:
+        if node.op == "placeholder":
+            new = rw.graph.placeholder(node.name, default_value=node.args[0] if node.args else fx.node.inspect.Signature.empty)
+            new.meta = dict(node.meta)
+            if node is placeholders[0]:
+                checked = rw.call_function(layout.check_clip, new, channels)
+                rw.batch = rw.call_method("size", checked, 0)
+                rw.env[node] = (checked, Clip(2, 4))
+            else:
+                rw.env[node] = (new, None)
+        elif node.op == "get_attr":
+            rw.env[node] = (rw.graph.get_attr(str(node.target)), None)
+        elif node.op == "output":
+            _output(rw, node)
+        else:
+            rw.env[node] = _rewrite_node(rw, node)
+    if not rw.batch.users:
+        rw.graph.erase_node(rw.batch)
+    rw.graph.lint()
+
+    model3d = model if inplace else copy.deepcopy(model, {id(model.get_submodule(p)): None for p in rw.replacements})
+    for path, module in rw.replacements.items():
+        module.train(model.training)
+        _set_submodule(model3d, path, module.to(device))
+    code_holder = fx.GraphModule(model3d, rw.graph, class_name=f"Inflated{type(model).__name__}")
+    base = type(model)
+    inflated_cls = type(
+        f"Inflated{base.__name__}",
+        (base,),
+        {
+            "forward": type(code_holder).forward,
+            "forward_features": _not_traced,
+            "forward_head": _not_traced,
+            "__module__": base.__module__,
+            "__doc__": f"{base.__name__} inflated to 3D by inflate.inflate_model; input (B, C, T, H, W).",
+        },
+    )
+    model3d.__class__ = inflated_cls
+    report = InflationReport(tuple(rw.records))
+    model3d.inflation = InflationSettings(
+        source=_source_name(model), t=t, policy=resolved.name, init=resolved.init, pad_mode=resolved.pad_mode,
+        input_size=(channels, height, width), library_version=__version__, report=report,
+    )
+    return (model3d, report) if return_report else model3d
+
+
+def _source_name(model: nn.Module) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return str(cfg.get("architecture") or type(model).__name__) if isinstance(cfg, dict) else type(model).__name__

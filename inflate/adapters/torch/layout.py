@@ -1,0 +1,104 @@
+"""Where the time axis sits in each value of a rewritten graph, and the small runtime
+functions the rewritten graphs call to move it.
+
+Every tensor of the 2D graph that carries frames is a :class:`Clip` in the 3D graph: the
+same tensor with one more axis, time, inserted before 2D axis ``td``. A (B, C, H, W)
+feature map becomes (B, C, T, H, W) with ``td = 2``; after ``permute(0, 2, 3, 1)`` it is
+(B, T, H, W, C) with ``td = 1``: the time axis travels with the height axis it precedes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ...core.errors import InvalidInputError
+
+__all__ = [
+    "Clip",
+    "dim_to_3d",
+    "normalize_dim",
+    "check_clip",
+    "shape_without_time",
+    "insert_time",
+    "fold_time",
+    "unfold_time",
+]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A tensor that carries a time axis.
+
+    Attributes:
+        td: index of the time axis in the 3D tensor (0..rank2d).
+        rank2d: rank of the 2D tensor this one stands for.
+        collapsed: the time axis has length 1 because it was pooled away.
+    """
+
+    td: int
+    rank2d: int
+    collapsed: bool = False
+
+    def with_(self, **changes: object) -> "Clip":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def normalize_dim(dim: int, rank: int) -> int:
+    """A possibly negative axis index of a rank-``rank`` tensor as a non-negative one."""
+    return dim + rank if dim < 0 else dim
+
+
+def dim_to_3d(dim: int, clip: Clip) -> int:
+    """The 3D index of 2D axis ``dim`` (negative allowed) of a clip tensor."""
+    dim = normalize_dim(dim, clip.rank2d)
+    return dim if dim < clip.td else dim + 1
+
+
+# ----- functions called by rewritten graphs at run time -----
+
+def check_clip(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Raise a clear error unless ``x`` is a (B, C, T, H, W) clip with the model's channels."""
+    if not isinstance(x, torch.Tensor):
+        raise InvalidInputError(
+            f"an inflated model takes a (B, C, T, H, W) tensor, got {type(x).__name__}"
+        )
+    if x.dim() != 5:
+        raise InvalidInputError(
+            f"an inflated model takes a clip of shape (B, C, T, H, W), got a {x.dim()}D tensor of shape "
+            f"{tuple(x.shape)}; for one image use x.unsqueeze(2), for frames stacked as (B, T, C, H, W) "
+            "use x.permute(0, 2, 1, 3, 4)"
+        )
+    if channels > 0 and x.shape[1] != channels:
+        raise InvalidInputError(
+            f"the clip has {x.shape[1]} channels on axis 1 but the model takes {channels}; "
+            "clips are (B, C, T, H, W)"
+        )
+    return x
+
+
+def shape_without_time(x: torch.Tensor, td: int) -> torch.Size:
+    """The shape ``x`` would have in the 2D graph: its shape with the time axis left out."""
+    shape = x.shape
+    return torch.Size(tuple(shape[:td]) + tuple(shape[td + 1:]))
+
+
+def insert_time(shape: Sequence[int] | int, index: int, frames: int) -> list[int]:
+    """A reshape target with the time length put in at ``index``."""
+    dims = [shape] if isinstance(shape, int) else list(shape)
+    dims.insert(index, frames)
+    return dims
+
+
+def fold_time(x: torch.Tensor, td: int) -> torch.Tensor:
+    """(B, ..., T at td, ...) → (B·T, ...): frames become batch items."""
+    return x.movedim(td, 1).flatten(0, 1)
+
+
+def unfold_time(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B·T, ...) → (B, T, ...), undoing :func:`fold_time`."""
+    return y.unflatten(0, (batch, -1))

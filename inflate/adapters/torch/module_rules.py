@@ -1,0 +1,311 @@
+"""Handlers for modules, matched on their exact type.
+
+Each builds the module's 3D counterpart from the core rule's description (weights go
+through numpy, so the torch and weight-file adapters share one implementation), or
+reuses the 2D module where it already works on clips (activations, dropout, GroupNorm).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from ...core.rules import get_rule
+from ...core.spec import InflatedOp, OpSpec
+from . import modules as m3d
+from .ops import _flatten, last_axes
+from .rewriter import HandlerResult, LayerRecord, Rewriter, pointwise_result
+
+__all__ = ["MODULE_HANDLERS", "register_module", "inflate_conv_module", "to_numpy", "from_numpy"]
+
+ModuleHandler = Callable[[Rewriter, fx.Node, nn.Module], HandlerResult]
+MODULE_HANDLERS: dict[type, ModuleHandler] = {}
+
+
+def register_module(*types: type):
+    """Register a handler for modules of exactly these types."""
+    def decorator(handler: ModuleHandler) -> ModuleHandler:
+        for module_type in types:
+            if module_type in MODULE_HANDLERS:
+                raise KeyError(f"a handler for {module_type.__qualname__} is already registered")
+            MODULE_HANDLERS[module_type] = handler
+        return handler
+    return decorator
+
+
+# ----- numpy bridge -----
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU numpy view (or float32 copy, for dtypes numpy lacks) of a tensor."""
+    tensor = tensor.detach()
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
+
+
+def from_numpy(array: np.ndarray, like: torch.Tensor) -> nn.Parameter:
+    """A parameter holding ``array`` with the dtype, device and requires_grad of ``like``."""
+    tensor = torch.from_numpy(array).to(device=like.device, dtype=like.dtype)
+    return nn.Parameter(tensor, requires_grad=like.requires_grad)
+
+
+def _set_params(module: nn.Module, weights: dict[str, np.ndarray], source: nn.Module) -> None:
+    for name, array in weights.items():
+        setattr(module, name, from_numpy(array, getattr(source, name)))
+
+
+def _x(rw: Rewriter, node: fx.Node) -> tuple[Any, Any]:
+    x = node.args[0]
+    return rw.env[x][0], rw.info(x)
+
+
+def _ncthw(rw: Rewriter, node: fx.Node) -> Any:
+    x, clip = _x(rw, node)
+    if clip.rank2d != 4:
+        raise rw.unsupported(node, f"expected a 4D feature map, got a {clip.rank2d}D tensor")
+    return rw.move_time(x, clip, 2)
+
+
+def _record(path: str, module: nn.Module, module3d: nn.Module, op: InflatedOp | None) -> LayerRecord:
+    if op is None:
+        return LayerRecord(path, type(module).__name__, type(module3d).__name__, "per-frame")
+    return LayerRecord(
+        path, type(module).__name__, type(module3d).__name__, "inflated",
+        op.kernel[0], op.stride[0], op.time.init if op.kind == "conv" else "-",
+    )
+
+
+def _emit(rw: Rewriter, node: fx.Node, module: nn.Module, module3d: nn.Module, op: InflatedOp | None,
+          collapses: bool = False) -> HandlerResult:
+    x, clip = _ncthw(rw, node)
+    path = rw.replace_module(node, module3d, _record(str(node.target), module, module3d, op))
+    return rw.call_module(path, x), clip.with_(collapsed=clip.collapsed or collapses)
+
+
+# ----- convolution -----
+
+def _conv_spec(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool) -> OpSpec:
+    padding: Any = conv.padding
+    if isinstance(padding, str):
+        padding = "same" if padding == "same" else (0, 0)
+    return OpSpec(
+        "conv", path, tuple(conv.kernel_size), tuple(conv.stride), "same" if same else tuple(padding),
+        tuple(conv.dilation), conv.groups, role=rw.role(path),
+    )
+
+
+def inflate_conv_module(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool = False) -> tuple[nn.Module, InflatedOp]:
+    """Build the :class:`~.modules.InflatedConv3d` for a 2D convolution at ``path``."""
+    spec = _conv_spec(rw, path, conv, same)
+    weights = {"weight": to_numpy(conv.weight)}
+    if conv.bias is not None:
+        weights["bias"] = to_numpy(conv.bias)
+    op, weights3d = get_rule("conv").inflate(spec, rw.time_for(spec), weights)
+    conv3d = m3d.InflatedConv3d(
+        conv.in_channels, conv.out_channels, op.kernel, op.stride, op.padding, op.dilation, op.groups,
+        conv.bias is not None, op.time_pads, op.time_pad_mode, device="meta",
+    )
+    _set_params(conv3d, weights3d, conv)
+    return conv3d, op
+
+
+@register_module(nn.Conv2d)
+def conv(rw: Rewriter, node: fx.Node, module: nn.Conv2d) -> HandlerResult:
+    if module.padding_mode != "zeros":
+        return rw.frame_wise(node, f"padding_mode={module.padding_mode!r} has no inflation rule")
+    conv3d, op = inflate_conv_module(rw, str(node.target), module)
+    return _emit(rw, node, module, conv3d, op)
+
+
+def _conv_same(rw: Rewriter, node: fx.Node, module: nn.Conv2d) -> HandlerResult:
+    conv3d, op = inflate_conv_module(rw, str(node.target), module, same=True)
+    return _emit(rw, node, module, conv3d, op)
+
+
+# ----- normalisation -----
+
+def _batch_norm_3d(module: nn.BatchNorm2d, cls: type = nn.BatchNorm3d, **extra: Any) -> nn.BatchNorm3d:
+    bn = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+             device="meta", **extra)
+    get_rule("batch_norm")  # the rule: statistics and affine carry over unchanged
+    for name, param in module.named_parameters(recurse=False):
+        setattr(bn, name, nn.Parameter(param.detach().clone(), requires_grad=param.requires_grad))
+    for name, buffer in module.named_buffers(recurse=False):
+        bn.register_buffer(name, None if buffer is None else buffer.detach().clone())
+    return bn
+
+
+@register_module(nn.BatchNorm2d)
+def batch_norm(rw: Rewriter, node: fx.Node, module: nn.BatchNorm2d) -> HandlerResult:
+    return _emit(rw, node, module, _batch_norm_3d(module), None)
+
+
+@register_module(nn.GroupNorm)
+def group_norm(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+    # GroupNorm takes any (N, C, *) input: statistics over (C/G, T, H, W) are its 3D form.
+    x, clip = _x(rw, node)
+    if clip.td < 2:
+        x, clip = rw.move_time(x, clip, 2)
+    rw.note(LayerRecord(str(node.target), type(module).__name__, type(module).__name__, "per-frame"))
+    return rw.call_module(str(node.target), x), clip
+
+
+# ----- pooling -----
+
+def _pool(rw: Rewriter, node: fx.Node, module: nn.Module, kind: str, same: bool) -> HandlerResult:
+    path = str(node.target)
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    stride = module.stride if module.stride is not None else module.kernel_size
+    padding = "same" if same else pair(module.padding)
+    dilation = pair(getattr(module, "dilation", 1))
+    spec = OpSpec(kind, path, pair(module.kernel_size), pair(stride), padding, dilation, role=rw.role(path))
+    op = get_rule(kind).describe(spec, rw.time_for(spec))
+    if kind == "max_pool":
+        if module.return_indices:
+            return rw.frame_wise(node, "max pooling with return_indices")
+        pool = m3d.InflatedMaxPool3d(op.kernel, op.stride, op.padding, op.dilation, module.ceil_mode,
+                                     op.time_pads, op.time_pad_mode)
+    else:
+        pool = m3d.InflatedAvgPool3d(op.kernel, op.stride, op.padding, module.ceil_mode, module.count_include_pad,
+                                     module.divisor_override, op.time_pads, op.time_pad_mode)
+    return _emit(rw, node, module, pool, op)
+
+
+@register_module(nn.MaxPool2d)
+def max_pool(rw: Rewriter, node: fx.Node, module: nn.MaxPool2d) -> HandlerResult:
+    return _pool(rw, node, module, "max_pool", same=False)
+
+
+@register_module(nn.AvgPool2d)
+def avg_pool(rw: Rewriter, node: fx.Node, module: nn.AvgPool2d) -> HandlerResult:
+    return _pool(rw, node, module, "avg_pool", same=False)
+
+
+def _adaptive(rw: Rewriter, node: fx.Node, module: nn.Module, kind: str, cls: type) -> HandlerResult:
+    size = module.output_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    spec = OpSpec(kind, str(node.target), output_size=size, role=rw.role(str(node.target)))
+    op = get_rule(kind).describe(spec, rw.time_for(spec))
+    return _emit(rw, node, module, cls(op.output_size), op, collapses=op.output_size[0] == 1)
+
+
+@register_module(nn.AdaptiveAvgPool2d)
+def adaptive_avg_pool(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+    return _adaptive(rw, node, module, "adaptive_avg_pool", nn.AdaptiveAvgPool3d)
+
+
+@register_module(nn.AdaptiveMaxPool2d)
+def adaptive_max_pool(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+    if module.return_indices:
+        return rw.frame_wise(node, "adaptive max pooling with return_indices")
+    return _adaptive(rw, node, module, "adaptive_max_pool", nn.AdaptiveMaxPool3d)
+
+
+# ----- resampling, padding, dropout -----
+
+@register_module(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+def upsample(rw: Rewriter, node: fx.Node, module: nn.Upsample) -> HandlerResult:
+    if module.mode not in ("nearest", "bilinear", "nearest-exact"):
+        return rw.frame_wise(node, f"upsampling mode {module.mode!r} has no 3D form")
+    pair = lambda v: None if v is None else ((v, v) if not isinstance(v, (tuple, list)) else tuple(v))  # noqa: E731
+    up = m3d.Upsample3d(pair(module.size), pair(module.scale_factor), module.mode, module.align_corners)
+    return _emit(rw, node, module, up, None)
+
+
+@register_module(nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
+def pad(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+    padding = tuple(module.padding) + (0, 0)
+    if isinstance(module, (nn.ZeroPad2d, nn.ConstantPad2d)):
+        pad3d: nn.Module = nn.ConstantPad3d(padding, getattr(module, "value", 0.0))
+    elif isinstance(module, nn.ReflectionPad2d):
+        pad3d = nn.ReflectionPad3d(padding)
+    else:
+        pad3d = nn.ReplicationPad3d(padding)
+    return _emit(rw, node, module, pad3d, None)
+
+
+@register_module(nn.Dropout2d)
+def dropout2d(rw: Rewriter, node: fx.Node, module: nn.Dropout2d) -> HandlerResult:
+    return _emit(rw, node, module, nn.Dropout3d(module.p, module.inplace), None)
+
+
+@register_module(nn.Flatten)
+def flatten(rw: Rewriter, node: fx.Node, module: nn.Flatten) -> HandlerResult:
+    x, clip = _x(rw, node)
+    out, info = _flatten(rw, node, x, clip, module.start_dim, module.end_dim)
+    return out, info
+
+
+@register_module(nn.Linear)
+def linear(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+    return last_axes(rw, node, 1)
+
+
+@register_module(nn.LayerNorm)
+def layer_norm(rw: Rewriter, node: fx.Node, module: nn.LayerNorm) -> HandlerResult:
+    return last_axes(rw, node, len(module.normalized_shape))
+
+
+def pointwise_module(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+    return pointwise_result(rw, node)
+
+
+for _type in (
+    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU,
+    nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.Identity, nn.Dropout, nn.AlphaDropout,
+    nn.PReLU, nn.Threshold, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink,
+):
+    MODULE_HANDLERS[_type] = pointwise_module
+
+
+def _register_timm() -> None:
+    """Rules for timm's own layer types, when timm is installed."""
+    try:
+        from timm.layers import activations, activations_me
+        from timm.layers.conv2d_same import Conv2dSame
+        from timm.layers.drop import DropBlock2d, DropPath
+        from timm.layers.norm import LayerNorm as TimmLayerNorm
+        from timm.layers.norm_act import BatchNormAct2d
+        from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+    except ImportError:
+        return
+
+    MODULE_HANDLERS[Conv2dSame] = _conv_same
+
+    def batch_norm_act(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+        bn = _batch_norm_3d(module, m3d.BatchNormAct3d, drop=copy.deepcopy(module.drop),
+                            act=copy.deepcopy(module.act))
+        return _emit(rw, node, module, bn, None)
+
+    MODULE_HANDLERS[BatchNormAct2d] = batch_norm_act
+    MODULE_HANDLERS[MaxPool2dSame] = lambda rw, node, module: _pool(rw, node, module, "max_pool", same=True)
+    MODULE_HANDLERS[AvgPool2dSame] = lambda rw, node, module: _pool(rw, node, module, "avg_pool", same=True)
+    MODULE_HANDLERS[TimmLayerNorm] = layer_norm
+    MODULE_HANDLERS[DropPath] = pointwise_module
+    for namespace in (activations, activations_me):
+        for value in vars(namespace).values():
+            if isinstance(value, type) and issubclass(value, nn.Module) and value.__module__ == namespace.__name__:
+                MODULE_HANDLERS.setdefault(value, pointwise_module)
+    del DropBlock2d  # per-position masks differ per frame; left to the frame-wise fallback
+
+    try:
+        from timm.models.vgg import ConvMlp
+    except ImportError:
+        return
+
+    def conv_mlp(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+        path = str(node.target)
+        fc1, op1 = inflate_conv_module(rw, f"{path}.fc1", module.fc1)
+        fc2, _ = inflate_conv_module(rw, f"{path}.fc2", module.fc2)
+        mlp = m3d.ConvMlp3d(fc1, copy.deepcopy(module.act1), copy.deepcopy(module.drop), fc2,
+                            copy.deepcopy(module.act2), module.input_kernel_size)
+        return _emit(rw, node, module, mlp, op1)
+
+    MODULE_HANDLERS[ConvMlp] = conv_mlp
+
+
+_register_timm()

@@ -1,0 +1,233 @@
+"""The 3D modules an inflated model is built from.
+
+Each keeps the attribute names of its 2D counterpart (``weight``, ``bias``, ``act``...)
+so state-dict keys stay recognisable, and pads time separately from space: the time
+axis is padded with ``replicate`` (edge frames) or ``zeros``, space as the 2D op did.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "pad_time",
+    "pad_same_spatial",
+    "InflatedConv3d",
+    "InflatedMaxPool3d",
+    "InflatedAvgPool3d",
+    "BatchNormAct3d",
+    "Upsample3d",
+    "ConvMlp3d",
+]
+
+
+def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
+    """Pad axis 2 of a (B, C, T, H, W) tensor by (front, back) frames."""
+    front, back = pads
+    if front == 0 and back == 0:
+        return x
+    if mode == "replicate":
+        return F.pad(x, (0, 0, 0, 0, front, back), mode="replicate")
+    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=0.0)
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same_spatial(
+    x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], value: float = 0.0
+) -> torch.Tensor:
+    """TensorFlow "SAME" padding of the last two axes, computed from the input size."""
+    top, bottom = _same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = _same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
+    if top or bottom or left or right:
+        x = F.pad(x, (left, right, top, bottom), value=value)
+    return x
+
+
+def _time_settings(time_pads: Sequence[int], time_pad_mode: str) -> tuple[tuple[int, int], bool]:
+    """Whether the time padding can be left to the op itself (zeros, symmetric)."""
+    front, back = int(time_pads[0]), int(time_pads[1])
+    return (front, back), time_pad_mode == "zeros" and front == back
+
+
+class InflatedConv3d(nn.Conv3d):
+    """A 3D convolution with separate temporal padding and optional TF "SAME" spatial padding.
+
+    Input (B, C_in, T, H, W) → output (B, C_out, T', H', W').
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int],
+        stride: Sequence[int] = (1, 1, 1),
+        padding: Sequence[int] | str = (0, 0),
+        dilation: Sequence[int] = (1, 1, 1),
+        groups: int = 1,
+        bias: bool = True,
+        time_pads: Sequence[int] = (0, 0),
+        time_pad_mode: str = "replicate",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.time_pads, symmetric_zeros = _time_settings(time_pads, time_pad_mode)
+        self.time_pad_mode = time_pad_mode
+        self.same_padding = padding == "same"
+        spatial = (0, 0) if self.same_padding else tuple(int(p) for p in padding)
+        time_in_op = self.time_pads[0] if symmetric_zeros else 0
+        self.explicit_time_pads = (0, 0) if symmetric_zeros else self.time_pads
+        super().__init__(
+            in_channels, out_channels, tuple(kernel_size), tuple(stride), (time_in_op, *spatial),
+            tuple(dilation), groups, bias, device=device, dtype=dtype,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_time(x, self.explicit_time_pads, self.time_pad_mode)
+        if self.same_padding:
+            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        extra = f", time_pads={self.time_pads}, time_pad_mode={self.time_pad_mode!r}"
+        return super().extra_repr() + extra + (", padding='same'" if self.same_padding else "")
+
+
+class InflatedMaxPool3d(nn.MaxPool3d):
+    """3D max pooling; padded frames repeat the edge frames (or are -inf), never zeros."""
+
+    def __init__(
+        self,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int] | str = (0, 0),
+        dilation: Sequence[int] = (1, 1, 1),
+        ceil_mode: bool = False,
+        time_pads: Sequence[int] = (0, 0),
+        time_pad_mode: str = "replicate",
+    ) -> None:
+        self.time_pads = (int(time_pads[0]), int(time_pads[1]))
+        # Zero frames could win over negative activations: max pooling pads time with -inf.
+        self.time_pad_mode = "replicate" if time_pad_mode == "replicate" else "neg_inf"
+        self.same_padding = padding == "same"
+        spatial = (0, 0) if self.same_padding else tuple(int(p) for p in padding)
+        super().__init__(tuple(kernel_size), tuple(stride), (0, *spatial), tuple(dilation), ceil_mode=ceil_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_pad_mode == "replicate":
+            x = pad_time(x, self.time_pads, "replicate")
+        elif any(self.time_pads):
+            x = F.pad(x, (0, 0, 0, 0, *self.time_pads), value=float("-inf"))
+        if self.same_padding:
+            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:], float("-inf"))
+        return super().forward(x)
+
+
+class InflatedAvgPool3d(nn.AvgPool3d):
+    """3D average pooling with separate temporal padding and optional TF "SAME" spatial padding."""
+
+    def __init__(
+        self,
+        kernel_size: Sequence[int],
+        stride: Sequence[int],
+        padding: Sequence[int] | str = (0, 0),
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+        time_pads: Sequence[int] = (0, 0),
+        time_pad_mode: str = "replicate",
+    ) -> None:
+        self.time_pads = (int(time_pads[0]), int(time_pads[1]))
+        self.time_pad_mode = time_pad_mode
+        self.same_padding = padding == "same"
+        spatial = (0, 0) if self.same_padding else tuple(int(p) for p in padding)
+        if divisor_override is not None:
+            divisor_override = divisor_override * int(kernel_size[0])
+        super().__init__(
+            tuple(kernel_size), tuple(stride), (0, *spatial), ceil_mode, count_include_pad, divisor_override
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_time(x, self.time_pads, self.time_pad_mode)
+        if self.same_padding:
+            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], (1, 1))
+        return super().forward(x)
+
+
+class BatchNormAct3d(nn.BatchNorm3d):
+    """Batch norm over (B, T, H, W) per channel, then ``drop`` and ``act`` (timm's BatchNormAct2d in 3D)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        drop: nn.Module | None = None,
+        act: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self.drop = drop if drop is not None else nn.Identity()
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
+class Upsample3d(nn.Module):
+    """Spatial upsampling of a (B, C, T, H, W) clip; the time axis keeps its length."""
+
+    def __init__(
+        self,
+        size: Sequence[int] | None = None,
+        scale_factor: Sequence[float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.size = None if size is None else tuple(int(s) for s in size)
+        self.scale_factor = None if scale_factor is None else tuple(float(s) for s in scale_factor)
+        self.mode = {"bilinear": "trilinear", "linear": "trilinear"}.get(mode, mode)
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is not None:
+            return F.interpolate(x, size=(x.shape[2], *self.size), mode=self.mode, align_corners=self.align_corners)
+        return F.interpolate(
+            x, scale_factor=(1.0, *self.scale_factor), mode=self.mode, align_corners=self.align_corners
+        )
+
+    def extra_repr(self) -> str:
+        what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
+        return f"{what}, mode={self.mode!r}"
+
+
+class ConvMlp3d(nn.Module):
+    """VGG's convolutional pre-logits (timm ``ConvMlp``) on clips: fc1 → act1 → drop → fc2 → act2.
+
+    As in 2D, a feature map smaller than fc1's kernel is first pooled up to it (per frame).
+    """
+
+    def __init__(
+        self, fc1: nn.Module, act1: nn.Module, drop: nn.Module, fc2: nn.Module, act2: nn.Module, input_kernel_size: int
+    ) -> None:
+        super().__init__()
+        self.input_kernel_size = input_kernel_size
+        self.fc1, self.act1, self.drop, self.fc2, self.act2 = fc1, act1, drop, fc2, act2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.input_kernel_size
+        if x.shape[-2] < k or x.shape[-1] < k:
+            x = F.adaptive_avg_pool3d(x, (x.shape[2], max(k, x.shape[-2]), max(k, x.shape[-1])))
+        return self.act2(self.fc2(self.drop(self.act1(self.fc1(x)))))

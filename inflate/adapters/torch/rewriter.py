@@ -1,0 +1,232 @@
+"""The graph walk: each node of the traced 2D graph is re-emitted into a 3D graph.
+
+Every value in the new graph is paired with its layout: a :class:`~.layout.Clip` for a
+tensor that carries frames, a tuple of those for split results, ``None`` for values with
+no time (parameters, shapes, the pooled vector before a classifier). Handlers, looked up
+by exact module type, function or method name, emit the 3D counterpart of one node.
+A node none of whose inputs carries time is copied as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+from torch import fx, nn
+
+from ...core.errors import InflateError, UnsupportedOpError
+from ...core.policy import Policy
+from ...core.spec import OpSpec, TimeSpec
+from . import layout
+from .layout import Clip
+
+__all__ = ["Rewriter", "LayerRecord", "Handler", "HandlerResult"]
+
+HandlerResult = tuple[Any, Any]
+Handler = Callable[["Rewriter", fx.Node], HandlerResult]
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One line of the conversion report.
+
+    ``how`` is "inflated" (a 3D op with the time settings shown), "per-frame" (an op that
+    needs no time settings: activations, norms, reshapes) or "frame-wise" (an op with no
+    rule, applied to each frame separately with time folded into the batch).
+    """
+
+    path: str
+    op2d: str
+    op3d: str
+    how: str
+    time_kernel: int = 1
+    time_stride: int = 1
+    init: str = "-"
+
+
+@dataclass
+class Rewriter:
+    """State of one 2D → 3D graph rewrite. Handlers call its helpers to emit nodes."""
+
+    model: nn.Module
+    policy: Policy
+    strict: bool
+    stem_path: Optional[str]
+    head_prefixes: tuple[str, ...]
+    graph: fx.Graph = field(default_factory=fx.Graph)
+    env: dict[fx.Node, tuple[Any, Any]] = field(default_factory=dict)
+    replacements: dict[str, nn.Module] = field(default_factory=dict)
+    records: list[LayerRecord] = field(default_factory=list)
+    batch: Any = None  # node giving the batch size of the input clip
+
+    # ----- reading the 2D graph -----
+
+    def value(self, arg: Any) -> Any:
+        """``arg`` (a node, or a structure holding nodes) with nodes replaced by their 3D values."""
+        return fx.node.map_aggregate(arg, lambda a: self.env[a][0] if isinstance(a, fx.Node) else a)
+
+    def info(self, arg: Any) -> Any:
+        """The layout of a 2D-graph argument: Clip, tuple of Clips, or None."""
+        return self.env[arg][1] if isinstance(arg, fx.Node) else None
+
+    @staticmethod
+    def meta(node: Any) -> Any:
+        """The 2D value recorded for ``node`` (a shape tuple for tensors)."""
+        return node.meta.get("inflate") if isinstance(node, fx.Node) else None
+
+    def shape2d(self, node: Any) -> tuple[int, ...]:
+        shape = self.meta(node)
+        if not isinstance(shape, tuple):
+            raise InflateError(f"node '{node}' does not hold a tensor in the 2D model")
+        return tuple(shape)
+
+    def submodule(self, node: fx.Node) -> nn.Module:
+        return self.model.get_submodule(str(node.target))
+
+    def role(self, path: str) -> str:
+        if path == self.stem_path:
+            return "stem"
+        top = path.split(".")[0]
+        return "head" if top in self.head_prefixes else "body"
+
+    def time_for(self, spec: OpSpec) -> TimeSpec:
+        return self.policy.time_for(spec)
+
+    # ----- emitting the 3D graph -----
+
+    def call_function(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> fx.Node:
+        return self.graph.call_function(fn, tuple(args), kwargs)
+
+    def call_method(self, name: str, *args: Any, **kwargs: Any) -> fx.Node:
+        return self.graph.call_method(name, tuple(args), kwargs)
+
+    def call_module(self, path: str, *args: Any, **kwargs: Any) -> fx.Node:
+        return self.graph.call_module(path, tuple(args), kwargs)
+
+    def emit_like(self, node: fx.Node, args: tuple, kwargs: dict) -> fx.Node:
+        """A node of the same op and target as ``node`` with new (3D) arguments."""
+        return self.graph.create_node(node.op, node.target, tuple(args), dict(kwargs), name=node.name)
+
+    def move_time(self, value: Any, clip: Clip, td: int) -> tuple[Any, Clip]:
+        """Move the time axis of a clip value to index ``td``."""
+        if clip.td == td:
+            return value, clip
+        return self.call_method("movedim", value, clip.td, td), clip.with_(td=td)
+
+    def frames(self, value: Any, clip: Clip) -> fx.Node:
+        """A node giving the number of time steps of a clip value."""
+        return self.call_method("size", value, clip.td)
+
+    def replace_module(self, node: fx.Node, module: nn.Module, record: LayerRecord) -> str:
+        path = str(node.target)
+        self.replacements[path] = module
+        self.records.append(record)
+        return path
+
+    def note(self, record: LayerRecord) -> None:
+        self.records.append(record)
+
+    # ----- fallbacks -----
+
+    def unsupported(self, node: fx.Node, why: str = "") -> UnsupportedOpError:
+        return UnsupportedOpError(node_path(node), describe_target(self, node), why)
+
+    def frame_wise(self, node: fx.Node, why: str = "") -> HandlerResult:
+        """Apply a node with no rule to each frame: time folded into the batch, then unfolded.
+
+        Under ``strict`` this raises instead, naming the node.
+        """
+        if self.strict:
+            raise self.unsupported(node, why)
+        clips = [(a, self.info(a)) for a in _node_inputs(node) if isinstance(self.info(a), Clip)]
+        if any(not isinstance(self.info(a), (Clip, type(None))) for a in _node_inputs(node)):
+            raise self.unsupported(node, "it takes a sequence of tensors that carry time")
+        if all(c.collapsed for _, c in clips):
+            # Time was pooled away: drop the length-1 axis and run the op as in 2D.
+            squeezed = {a: self.call_method("squeeze", self.env[a][0], c.td) for a, c in clips}
+            args = fx.node.map_aggregate(node.args, lambda a: squeezed.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
+            kwargs = fx.node.map_aggregate(node.kwargs, lambda a: squeezed.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
+            self.note(LayerRecord(node_path(node), describe_target(self, node), "same op (time pooled)", "per-frame"))
+            return self.emit_like(node, args, kwargs), None
+        for arg, clip in clips:
+            if clip.collapsed or self.shape2d(arg)[0] != self.batch_size:
+                raise self.unsupported(node, "its inputs cannot be split into frames along the batch axis")
+        out_shape = self.meta(node)
+        if not isinstance(out_shape, tuple) or not out_shape or out_shape[0] != self.batch_size:
+            raise self.unsupported(node, "its output does not keep the batch axis first")
+        folded = {a: self.call_function(layout.fold_time, self.env[a][0], c.td) for a, c in clips}
+        args = fx.node.map_aggregate(node.args, lambda a: folded.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
+        kwargs = fx.node.map_aggregate(node.kwargs, lambda a: folded.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
+        out = self.emit_like(node, args, kwargs)
+        self.note(LayerRecord(node_path(node), describe_target(self, node), "same op on each frame", "frame-wise"))
+        return self.call_function(layout.unfold_time, out, self.batch), Clip(1, len(out_shape))
+
+    batch_size: int = 0
+
+
+def _node_inputs(node: fx.Node) -> list[fx.Node]:
+    return list(node.all_input_nodes)
+
+
+def node_path(node: fx.Node) -> str:
+    """A readable location for a node: the module path, or the enclosing module and node name."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        owner = list(stack.values())[-1]
+        owner = owner[0] if isinstance(owner, tuple) else owner
+        return f"{owner}:{node.name}" if owner else node.name
+    return node.name
+
+
+def describe_target(rewriter: Rewriter, node: fx.Node) -> str:
+    if node.op == "call_module":
+        module = rewriter.submodule(node)
+        return f"{type(module).__module__}.{type(module).__qualname__}"
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    target = node.target
+    return f"{getattr(target, '__module__', '') or ''}.{getattr(target, '__name__', str(target))}".lstrip(".")
+
+
+def pointwise_result(rewriter: Rewriter, node: fx.Node) -> HandlerResult:
+    """Emit ``node`` unchanged after aligning broadcast operands to the output's time axis.
+
+    For element-wise ops (activations, add, mul...). A tensor without time whose 2D
+    dimensions straddle the time axis gets a length-1 axis there, so that a (1, C, 1, 1)
+    scale stays aligned with the channels of a (B, C, T, H, W) clip.
+    """
+    out_rank = len(rewriter.shape2d(node))
+    operands = [a for a in list(node.args) + list(node.kwargs.values()) if isinstance(a, fx.Node)]
+    clips = [(a, rewriter.info(a)) for a in operands if isinstance(rewriter.info(a), Clip)]
+    ref_node, ref = max(clips, key=lambda pair: pair[1].rank2d)
+    out_td = ref.td + (out_rank - ref.rank2d)
+    replaced: dict[fx.Node, Any] = {}
+    for arg in operands:
+        info = rewriter.info(arg)
+        meta = rewriter.meta(arg)
+        if isinstance(info, Clip):
+            pos = out_td - (out_rank - info.rank2d)
+            if pos != info.td:
+                if not 0 <= pos <= info.rank2d:
+                    raise rewriter.unsupported(node, "its operands put time on different axes")
+                replaced[arg] = rewriter.move_time(rewriter.env[arg][0], info, pos)[0]
+        elif info is None and isinstance(meta, tuple):
+            rank = len(meta)
+            pos = out_td - (out_rank - rank)
+            if 0 < pos <= rank:
+                replaced[arg] = rewriter.call_method("unsqueeze", rewriter.env[arg][0], pos)
+        elif info is not None:
+            raise rewriter.unsupported(node, "it takes a sequence of tensors that carry time")
+
+    def sub(a: Any) -> Any:
+        if isinstance(a, fx.Node):
+            return replaced[a] if a in replaced else rewriter.env[a][0]
+        return a
+
+    args = fx.node.map_aggregate(node.args, sub)
+    kwargs = fx.node.map_aggregate(node.kwargs, sub)
+    collapsed = all(c.collapsed for _, c in clips)
+    return rewriter.emit_like(node, args, kwargs), Clip(out_td, out_rank, collapsed)

@@ -1,0 +1,85 @@
+"""Tracing a 2D model into a torch.fx graph and recording every value's 2D shape."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import fx, nn
+
+from ...core.errors import InflateError
+
+__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta"]
+
+
+class TensorMeta(tuple):
+    """The 2D shape of a tensor value, as recorded on ``node.meta['inflate']``."""
+
+
+def _timm_notrace() -> tuple[set[type], tuple[Any, ...]]:
+    try:
+        from timm.layers import get_notrace_functions, get_notrace_modules
+    except ImportError:  # timm is optional for models that are not timm's
+        return set(), ()
+    return set(get_notrace_modules()), tuple(get_notrace_functions())
+
+
+class InflateTracer(fx.Tracer):
+    """An fx tracer whose leaves are the modules we have rules for plus timm's own leaves.
+
+    Matching is on the exact type: a subclass of ``nn.Conv2d`` that pads at run time (timm's
+    ``Conv2dSame``) is not a ``Conv2d`` here, so it is either matched by its own rule or
+    traced through.
+    """
+
+    def __init__(self, leaf_types: Iterable[type] = (), autowrap: Iterable[Any] = ()) -> None:
+        timm_leaves, timm_functions = _timm_notrace()
+        super().__init__(autowrap_functions=tuple(timm_functions) + tuple(autowrap))
+        self.leaf_types = set(leaf_types) | timm_leaves
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return type(module) in self.leaf_types or super().is_leaf_module(module, qualified_name)
+
+
+def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
+    """Trace ``model`` in eval mode (its mode is restored), with a clear error on failure."""
+    was_training = model.training
+    model.eval()
+    try:
+        return tracer.trace(model)
+    except Exception as error:  # fx raises many kinds; the user needs the one next step
+        raise InflateError(
+            f"could not trace {type(model).__name__} with torch.fx: {error}. Pass the module types "
+            "that hold data-dependent Python control flow as leaf_modules=[...] so they are treated "
+            "as opaque (they are then applied frame by frame)"
+        ) from error
+    finally:
+        model.train(was_training)
+
+
+class _ShapeRecorder(fx.Interpreter):
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        n.meta["inflate"] = _describe(value)
+        return value
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return TensorMeta(value.shape)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_describe(v) for v in value) if not isinstance(value, torch.Size) else value
+    if isinstance(value, dict):
+        return {k: _describe(v) for k, v in value.items()}
+    return value
+
+
+@torch.no_grad()
+def record_shapes(module: fx.GraphModule, sample: torch.Tensor) -> None:
+    """Run ``sample`` through ``module`` (eval mode, restored after) and store shapes in node.meta."""
+    was_training = module.training
+    module.eval()
+    try:
+        _ShapeRecorder(module).run(sample)
+    finally:
+        module.train(was_training)
