@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import fx, nn
@@ -68,6 +68,8 @@ class InflationSettings:
     input_size: tuple[int, int, int]
     library_version: str
     report: InflationReport = field(repr=False, compare=False)
+    overrides: Any = field(default=None, repr=False, compare=False)
+    source_kwargs: dict = field(default_factory=dict, compare=False)
 
 
 def default_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -165,6 +167,22 @@ def _not_traced(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     )
 
 
+def _reset_classifier(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+    """timm's reset_classifier, keeping the 3D counterparts of head modules it rebuilt unchanged."""
+    inflated = {path: self.get_submodule(path) for path in self._inflated_sources}
+    type(self).__mro__[1].reset_classifier(self, *args, **kwargs)
+    for path, module3d in inflated.items():
+        current = self.get_submodule(path)
+        if current is module3d:
+            continue
+        if repr(current) != self._inflated_sources[path]:
+            raise InflateError(
+                f"reset_classifier replaced '{path}' by a different {type(current).__name__}, which has no 3D "
+                "form yet: call reset_classifier on the 2D model and inflate it again"
+            )
+        _set_submodule(self, path, module3d)
+
+
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     parent_path, _, name = path.rpartition(".")
     parent = root.get_submodule(parent_path) if parent_path else root
@@ -184,6 +202,7 @@ def inflate_model(
     input_size: Optional[tuple[int, int, int]] = None,
     leaf_modules: Iterable[type] = (),
     return_report: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> nn.Module | tuple[nn.Module, InflationReport]:
     """Inflate a 2D image model into a 3D video model by rewriting its traced graph.
 
@@ -203,6 +222,7 @@ def inflate_model(
             timm's pretrained_cfg, else (3, 224, 224).
         leaf_modules: extra module types to treat as opaque when tracing.
         return_report: also return the :class:`InflationReport`.
+        progress: called as ``progress(done, total)`` after each graph node is rewritten.
 
     Returns:
         The 3D model: input (B, C, T, H, W); output as the 2D model's, with classifier logits
@@ -231,7 +251,10 @@ def inflate_model(
     rw = Rewriter(model, resolved, strict, _first_conv(model, graph2d), _head_prefixes(model))
     rw.batch_size = sample.shape[0]
     placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
-    for node in graph2d.nodes:
+    total = len(graph2d.nodes)
+    for done, node in enumerate(graph2d.nodes, 1):
+        if progress is not None:
+            progress(done, total)
         if node.op == "placeholder":
             new = rw.graph.placeholder(node.name, default_value=node.args[0] if node.args else fx.node.inspect.Signature.empty)
             new.meta = dict(node.meta)
@@ -251,6 +274,7 @@ def inflate_model(
         rw.graph.erase_node(rw.batch)
     rw.graph.lint()
 
+    sources = {path: repr(model.get_submodule(path)) for path in rw.replacements}
     model3d = model if inplace else copy.deepcopy(model, {id(model.get_submodule(p)): None for p in rw.replacements})
     for path, module in rw.replacements.items():
         module.train(model.training)
@@ -264,19 +288,36 @@ def inflate_model(
             "forward": type(code_holder).forward,
             "forward_features": _not_traced,
             "forward_head": _not_traced,
+            **({"reset_classifier": _reset_classifier} if hasattr(base, "reset_classifier") else {}),
             "__module__": base.__module__,
             "__doc__": f"{base.__name__} inflated to 3D by inflate.inflate_model; input (B, C, T, H, W).",
         },
     )
     model3d.__class__ = inflated_cls
+    model3d._inflated_sources = sources
     report = InflationReport(tuple(rw.records))
     model3d.inflation = InflationSettings(
         source=_source_name(model), t=t, policy=resolved.name, init=resolved.init, pad_mode=resolved.pad_mode,
         input_size=(channels, height, width), library_version=__version__, report=report,
+        overrides=overrides, source_kwargs=_source_kwargs(model, channels),
     )
     return (model3d, report) if return_report else model3d
 
 
+def _source_kwargs(model: nn.Module, channels: int) -> dict[str, Any]:
+    """Arguments that rebuild the 2D architecture: its class count and input channels."""
+    kwargs: dict[str, Any] = dict(getattr(model, "inflate_source_kwargs", {}) or {})
+    num_classes = getattr(model, "num_classes", None)
+    if isinstance(num_classes, int):
+        kwargs.setdefault("num_classes", num_classes)
+    if getattr(model, "pretrained_cfg", None) and channels != 3:
+        kwargs.setdefault("in_chans", channels)
+    return kwargs
+
+
 def _source_name(model: nn.Module) -> str:
+    preset = getattr(model, "inflate_source", None)
+    if isinstance(preset, str):
+        return preset
     cfg = getattr(model, "pretrained_cfg", None) or {}
     return str(cfg.get("architecture") or type(model).__name__) if isinstance(cfg, dict) else type(model).__name__

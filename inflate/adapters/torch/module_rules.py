@@ -90,10 +90,11 @@ def _emit(rw: Rewriter, node: fx.Node, module: nn.Module, module3d: nn.Module, o
 
 def _conv_spec(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool) -> OpSpec:
     padding: Any = conv.padding
-    if isinstance(padding, str):
+    if isinstance(padding, str):  # torch's "same" (stride 1) pads as TF does; "valid" is none
         padding = "same" if padding == "same" else (0, 0)
     return OpSpec(
-        "conv", path, tuple(conv.kernel_size), tuple(conv.stride), "same" if same else tuple(padding),
+        "conv", path, tuple(conv.kernel_size), tuple(conv.stride),
+        "same" if same or padding == "same" else tuple(padding),
         tuple(conv.dilation), conv.groups, role=rw.role(path),
     )
 

@@ -81,5 +81,10 @@ def record_shapes(module: fx.GraphModule, sample: torch.Tensor) -> None:
     module.eval()
     try:
         _ShapeRecorder(module).run(sample)
+    except Exception as error:
+        raise InflateError(
+            f"the 2D model failed on a sample image batch of shape {tuple(sample.shape)}: {error}. "
+            "Pass input_size=(C, H, W) with a size the 2D model accepts"
+        ) from error
     finally:
         module.train(was_training)

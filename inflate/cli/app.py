@@ -1,0 +1,57 @@
+"""The Typer application: commands are registered here, each defined in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .check import check
+from .convert import convert
+from .inspect_file import inspect
+from .listing import list_
+
+EXAMPLES = [
+    ("inflate convert resnet50 --time 8", "resnet50 → resnet50_t8.safetensors (random 2D weights)"),
+    ("inflate convert resnet50 -t 8 --weights r50.pth -o r50_3d.onnx", "your 2D weights, exported to ONNX and verified"),
+    ("inflate check convnext_tiny --time 8", "boring-video and frame-order checks, per-layer table"),
+    ("inflate list 'efficientnet*'", "timm models matching a pattern; presets, rules, policies"),
+    ("inflate inspect resnet50_t8.safetensors", "what an exported file holds"),
+]
+
+# "\b" keeps click from re-wrapping the paragraph that follows it.
+EPILOG = "\b\nExamples:\n" + "\n".join(f"  {cmd}\n      {what}" for cmd, what in EXAMPLES) + (
+    "\n\n\b\nExit codes: 0 ok; 1 a check failed; 2 bad input; 3 cannot convert;\n"
+    "4 output exists or is not writable. INFLATE_DEBUG=1 shows tracebacks.")
+
+app = typer.Typer(
+    name="inflate",
+    help="Turn 2D image models into 3D video models by weight inflation (I3D).",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inflate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Turn 2D image models into 3D video models by weight inflation (I3D)."""
+
+
+app.command("convert", epilog=EPILOG)(convert)
+app.command("check")(check)
+app.command("list")(list_)
+app.command("inspect")(inspect)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,64 @@
+"""`inflate check`: convert, then run the boring-video and frame-order checks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import parse_overrides, build_2d, emit, inflate_with_progress, validate_time
+from .errors import EXIT_CHECK_FAILED, handle_errors
+from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
+                      OverrideOpt, TimeOpt, WeightsOpt)
+
+TableOpt = Annotated[bool, typer.Option("--table/--no-table", help="Print the per-layer table.")]
+RandomizeOpt = Annotated[Optional[bool], typer.Option(
+    "--randomize/--no-randomize",
+    help="Randomise norm statistics and zero-initialised parameters first (default when no weights are "
+         "given: a fresh model's zero gammas would make the checks vacuous).")]
+
+
+@handle_errors
+def check(
+    model: ModelArg,
+    time: TimeOpt = 8,
+    policy: PolicyOpt = "i3d",
+    init: InitOpt = "tile",
+    pad_mode: PadModeOpt = "replicate",
+    override: OverrideOpt = None,
+    pretrained: PretrainedOpt = False,
+    weights: WeightsOpt = None,
+    num_classes: NumClassesOpt = None,
+    randomize: RandomizeOpt = None,
+    table: TableOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inflate MODEL and check it: repeated-frame clips give the 2D output; frame order matters."""
+    from ..checks import check_boring_video, check_order_sensitivity
+    from ..testing import randomize_weights
+
+    validate_time(time)
+    model2d = build_2d(model, pretrained, weights, num_classes)
+    if randomize if randomize is not None else not (pretrained or weights):
+        randomize_weights(model2d)
+    model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
+                                            pad_mode=pad_mode, overrides=parse_overrides(override))
+    boring = check_boring_video(model2d, model3d, t=time)
+    order = check_order_sensitivity(model3d, t=time)
+    passed = boring.passed and order.passed and not report.frame_wise
+    lines = [report.table(), ""] if table else []
+    if report.frame_wise:
+        lines.append(f"frame-wise (no rule, no temporal modelling): {', '.join(r.path for r in report.frame_wise)}")
+    lines += [str(boring), str(order),
+              f"{model} t={time}: {'all checks passed' if passed else 'CHECKS FAILED'}"]
+    payload = {
+        "model": model, "t": time, "policy": policy, "init": init, "pad_mode": pad_mode, "passed": passed,
+        "boring_video": {"max_abs_error": boring.max_abs_error, "max_rel_error": boring.max_rel_error,
+                         "passed": boring.passed},
+        "frame_order": {"relative_change": order.relative_change, "passed": order.passed},
+        "layers": [r.__dict__ for r in report.layers], "frame_wise": [r.path for r in report.frame_wise],
+    }
+    emit(payload, as_json, lines, quiet)
+    if not passed:
+        raise typer.Exit(EXIT_CHECK_FAILED)

@@ -1,0 +1,87 @@
+"""`inflate convert`: inflate a model and write it as safetensors, ONNX or .pt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..core.errors import InvalidInputError
+from .common import parse_overrides, build_2d, count_parameters, emit, human_bytes, inflate_with_progress, validate_time
+from .errors import EXIT_CHECK_FAILED, handle_errors
+from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
+                      OverrideOpt, TimeOpt, WeightsOpt)
+
+FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="safetensors, onnx or pt (default: from -o's suffix, else safetensors).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: MODEL_t{T}.{format}).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+OpsetOpt = Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default: the exporter's choice).")]
+ExporterOpt = Annotated[str, typer.Option("--exporter", help="ONNX exporter: torchscript or dynamo.")]
+VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="Check the ONNX file against torch in onnxruntime.")]
+
+
+def _format(fmt: Optional[str], output: Optional[Path]) -> str:
+    from ..export import FORMATS
+
+    if fmt is None:
+        suffix = output.suffix.lstrip(".").lower() if output is not None else ""
+        fmt = {"pth": "pt"}.get(suffix, suffix) if suffix else "safetensors"
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+@handle_errors
+def convert(
+    model: ModelArg,
+    time: TimeOpt = 16,
+    policy: PolicyOpt = "i3d",
+    init: InitOpt = "tile",
+    pad_mode: PadModeOpt = "replicate",
+    override: OverrideOpt = None,
+    pretrained: PretrainedOpt = False,
+    weights: WeightsOpt = None,
+    num_classes: NumClassesOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    opset: OpsetOpt = None,
+    exporter: ExporterOpt = "torchscript",
+    verify: VerifyOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inflate MODEL to 3D and write it (weights + the metadata to rebuild it)."""
+    from ..export import export_onnx, save_pt, save_safetensors
+    from ..io import check_output_path
+
+    validate_time(time)
+    fmt = _format(fmt, output)
+    output = output or Path(f"{model}_t{time}.{fmt}")
+    check_output_path(output, force)  # fail before the slow part
+    model2d = build_2d(model, pretrained, weights, num_classes)
+    model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
+                                            pad_mode=pad_mode, overrides=parse_overrides(override))
+    payload = {"model": model, "t": time, "policy": policy, "init": init, "format": fmt, "output": str(output),
+               "parameters": count_parameters(model3d), "frame_wise": [r.path for r in report.frame_wise]}
+    lines = [f"inflated {model}: {len(report.inflated)} ops with 3D rules, {len(report.temporal_layers())} mixing "
+             f"frames, {len(report.frame_wise)} frame-wise"]
+    check_text = ""
+    if fmt == "onnx":
+        onnx_report = export_onnx(model3d, output, opset=opset, exporter=exporter, verify=verify, force=force)
+        payload.update(opset=onnx_report.opset, onnx_max_abs_diff=onnx_report.max_abs_diff,
+                       onnx_max_rel_diff=onnx_report.max_rel_diff)
+        check_text = (f", onnxruntime vs torch max |Δ| {onnx_report.max_abs_diff:.2g} "
+                      f"({onnx_report.max_rel_diff:.2g} relative)" if verify else ", not verified")
+    elif fmt == "pt":
+        save_pt(model3d, output, force=force)
+    else:
+        save_safetensors(model3d, output, force=force)
+    size = output.stat().st_size
+    payload["bytes"] = size
+    lines.append(f"wrote {output} ({human_bytes(size)}, {count_parameters(model3d):,} parameters, t={time}, "
+                 f"policy {policy}, init {init}{check_text})")
+    emit(payload, as_json, lines, quiet)
+    if fmt == "onnx" and verify and not payload.get("onnx_max_rel_diff", 0) <= 1e-4:
+        raise typer.Exit(EXIT_CHECK_FAILED)

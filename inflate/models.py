@@ -1,0 +1,82 @@
+"""Creating 2D models by name (timm or a preset), with weights from local files only."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any, Callable, Optional
+
+from torch import nn
+
+from .core.errors import InflateError, InvalidInputError
+from .io import fit_state_dict, load_state_dict_file
+
+__all__ = ["create_2d_model", "register_preset", "list_presets", "PRESETS", "NoNetworkError"]
+
+PRESETS: dict[str, Callable[..., nn.Module]] = {}
+
+
+class NoNetworkError(InflateError):
+    """Pretrained weights were asked for but could not be downloaded."""
+
+
+def register_preset(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a factory ``(**kwargs) -> nn.Module`` under ``name`` for create_2d_model and the CLI."""
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in PRESETS:
+            raise InvalidInputError(f"a preset named {name!r} is already registered")
+        PRESETS[name] = factory
+        return factory
+    return decorator
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def _unknown(name: str) -> InvalidInputError:
+    import timm
+
+    candidates = timm.list_models() + list_presets()
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `inflate list PATTERN` searches the names"
+    return InvalidInputError(f"unknown model {name!r}{hint}")
+
+
+def create_2d_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    weights: Optional[str | os.PathLike[str]] = None,
+    num_classes: Optional[int] = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """A 2D model by timm name or preset name, in eval mode.
+
+    ``weights`` loads a local .safetensors/.pth state dict (safely; every tensor must fit).
+    ``pretrained`` downloads from the hub; without network this fails with a message that
+    says how to pass ``weights`` instead. Random weights are never used silently in its place.
+    """
+    import timm
+
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if name in PRESETS:
+        model = PRESETS[name](**kwargs)
+    else:
+        if not timm.is_model(name):
+            raise _unknown(name)
+        if pretrained and weights is None:
+            try:
+                model = timm.create_model(name, pretrained=True, **kwargs)
+            except Exception as error:  # hub errors come in many types
+                raise NoNetworkError(
+                    f"could not download pretrained weights for {name!r} ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}); "
+                    "pass a local file with --weights FILE (weights=...), or --no-pretrained for random weights"
+                ) from None
+            return model.eval()
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    if weights is not None:
+        fit_state_dict(model, load_state_dict_file(weights), what=f"weights in {weights}")
+    return model.eval()
