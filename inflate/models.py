@@ -11,9 +11,11 @@ from torch import nn
 from .core.errors import InflateError, InvalidInputError
 from .io import fit_state_dict, load_state_dict_file
 
-__all__ = ["create_2d_model", "register_preset", "list_presets", "PRESETS", "NoNetworkError"]
+__all__ = ["create_2d_model", "create_model", "register_preset", "register_model", "list_presets", "PRESETS",
+           "MODELS_3D", "NoNetworkError"]
 
 PRESETS: dict[str, Callable[..., nn.Module]] = {}
+MODELS_3D: dict[str, Callable[..., nn.Module]] = {}
 
 
 class NoNetworkError(InflateError):
@@ -30,8 +32,34 @@ def register_preset(name: str) -> Callable[[Callable[..., nn.Module]], Callable[
     return decorator
 
 
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a factory of a ready 3D model (``inflate.create_model(name)``, ``inflate convert name``)."""
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS_3D:
+            raise InvalidInputError(f"a 3D model named {name!r} is already registered")
+        MODELS_3D[name] = factory
+        return factory
+    return decorator
+
+
+def _load_presets() -> None:
+    from . import presets  # noqa: F401  (registers on import)
+
+
 def list_presets() -> list[str]:
-    return sorted(PRESETS)
+    """Names of the 2D presets and of the ready 3D models."""
+    _load_presets()
+    return sorted(PRESETS) + sorted(MODELS_3D)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """A ready 3D model by preset name (``i3d_rgb``, ``i3d_flow``, ``i3d_two_stream``)."""
+    _load_presets()
+    if name not in MODELS_3D:
+        close = difflib.get_close_matches(name, list(MODELS_3D), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(MODELS_3D))}"
+        raise InvalidInputError(f"unknown 3D model {name!r}{hint} (inflate a 2D model with inflate_model)")
+    return MODELS_3D[name](**kwargs)
 
 
 def _unknown(name: str) -> InvalidInputError:
@@ -61,6 +89,7 @@ def create_2d_model(
 
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    _load_presets()
     if name in PRESETS:
         model = PRESETS[name](**kwargs)
     else:

@@ -39,6 +39,27 @@ def validate_time(t: int) -> None:
         raise InvalidInputError(f"--time must be >= 1 frame, got {t}")
 
 
+def is_3d_preset(name: str) -> bool:
+    from ..models import MODELS_3D, list_presets
+
+    list_presets()  # loads the presets
+    return name in MODELS_3D
+
+
+def build_3d_preset(name: str, t: int, weights: Optional[Path], num_classes: Optional[int], pad_mode: Optional[str]) -> nn.Module:
+    """A ready 3D model (i3d_rgb, ...) with its weights; the preset's own policy applies."""
+    from ..models import create_model
+
+    kwargs: dict[str, Any] = {"t": t}
+    if weights is not None:
+        kwargs["weights"] = weights
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if pad_mode is not None:
+        kwargs["pad_mode"] = pad_mode
+    return create_model(name, **kwargs)
+
+
 def inflate_with_progress(model2d: nn.Module, t: int, show: bool, **kwargs: Any) -> tuple[nn.Module, Any]:
     from ..adapters.torch import inflate_model
 

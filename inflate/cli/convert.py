@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import InvalidInputError
-from .common import parse_overrides, build_2d, count_parameters, emit, human_bytes, inflate_with_progress, validate_time
+from .common import build_3d_preset, is_3d_preset, parse_overrides, build_2d, count_parameters, emit, human_bytes, inflate_with_progress, validate_time
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       OverrideOpt, TimeOpt, WeightsOpt)
@@ -38,7 +38,7 @@ def convert(
     time: TimeOpt = 16,
     policy: PolicyOpt = "i3d",
     init: InitOpt = "tile",
-    pad_mode: PadModeOpt = "replicate",
+    pad_mode: PadModeOpt = None,
     override: OverrideOpt = None,
     pretrained: PretrainedOpt = False,
     weights: WeightsOpt = None,
@@ -60,9 +60,16 @@ def convert(
     fmt = _format(fmt, output)
     output = output or Path(f"{model}_t{time}.{fmt}")
     check_output_path(output, force)  # fail before the slow part
-    model2d = build_2d(model, pretrained, weights, num_classes)
-    model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
-                                            pad_mode=pad_mode, overrides=parse_overrides(override))
+    if is_3d_preset(model):
+        if model == "i3d_two_stream":
+            raise InvalidInputError("i3d_two_stream takes two inputs: convert i3d_rgb and i3d_flow separately")
+        model3d = build_3d_preset(model, time, weights, num_classes, pad_mode)
+        report = model3d.inflation.report
+        policy = model3d.inflation.policy
+    else:
+        model2d = build_2d(model, pretrained, weights, num_classes)
+        model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
+                                                pad_mode=pad_mode, overrides=parse_overrides(override))
     payload = {"model": model, "t": time, "policy": policy, "init": init, "format": fmt, "output": str(output),
                "parameters": count_parameters(model3d), "frame_wise": [r.path for r in report.frame_wise]}
     lines = [f"inflated {model}: {len(report.inflated)} ops with 3D rules, {len(report.temporal_layers())} mixing "

@@ -12,7 +12,7 @@ ModelArg = Annotated[str, typer.Argument(help="A timm model name (see `inflate l
 TimeOpt = Annotated[int, typer.Option("--time", "-t", help="Clip length in frames the model is made and checked for.")]
 PolicyOpt = Annotated[str, typer.Option("--policy", help="Inflation policy (see `inflate list --policies`).")]
 InitOpt = Annotated[str, typer.Option("--init", help="Weight bootstrapping: tile (repeat / k_t) or center.")]
-PadModeOpt = Annotated[str, typer.Option("--pad-mode", help="Temporal padding: replicate (exact on boring clips) or zeros (TF SAME).")]
+PadModeOpt = Annotated[Optional[str], typer.Option("--pad-mode", help="Temporal padding: replicate (exact on boring clips; the default) or zeros (TF SAME; the I3D presets' default).")]
 PretrainedOpt = Annotated[bool, typer.Option("--pretrained/--no-pretrained", help="Download the 2D model's weights from the hub.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Local 2D weights: .safetensors, or .pth/.pt (loaded with weights_only=True).", exists=False)]
 NumClassesOpt = Annotated[Optional[int], typer.Option("--num-classes", help="Classifier size of the 2D model (default: the model's).")]

@@ -12,13 +12,20 @@ from typing import Literal
 
 from .errors import InvalidInputError
 
-__all__ = ["OpSpec", "TimeSpec", "InflatedOp", "Role", "PadMode", "Init"]
+__all__ = ["OpSpec", "TimeSpec", "InflatedOp", "Role", "PadMode", "Init", "tf_same_pads"]
 
 Role = Literal["stem", "body", "head"]
 PadMode = Literal["replicate", "zeros"]
 Init = Literal["tile", "center"]
 INITS: tuple[str, ...] = ("tile", "center")
 PAD_MODES: tuple[str, ...] = ("replicate", "zeros")
+
+
+def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow "SAME" padding of one axis: (front, back), the odd element at the back."""
+    span = dilation * (kernel - 1) + 1
+    total = max(span - stride, 0) if size % stride == 0 else max(span - size % stride, 0)
+    return total // 2, total - total // 2
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,10 @@ class TimeSpec:
         stride: temporal stride.
         dilation: temporal dilation.
         padding: (front, back) frames of padding; ``None`` keeps the clip length at
-            stride 1: d·(k_t − 1) frames in all, the odd one at the back (TF "SAME").
+            stride 1: d·(k_t − 1) frames in all, the odd one at the back; "same" is
+            TensorFlow's SAME, computed from the clip length at run time (it differs from
+            ``None`` only for strides above 1: a 7-frame kernel of stride 2 on 64 frames
+            pads 2 + 3 frames, not 3 + 3).
         pad_mode: "replicate" repeats the edge frames, so a repeated-frame clip gives
             the 2D responses at every time step; "zeros" is TensorFlow's SAME padding.
         init: "tile" repeats the 2D kernel k_t times and divides by k_t; "center" puts
@@ -68,7 +78,7 @@ class TimeSpec:
     kernel: int = 1
     stride: int = 1
     dilation: int = 1
-    padding: tuple[int, int] | None = None
+    padding: tuple[int, int] | Literal["same"] | None = None
     pad_mode: PadMode = "replicate"
     init: Init = "tile"
 
@@ -83,22 +93,31 @@ class TimeSpec:
             raise InvalidInputError(
                 f"unknown temporal pad_mode {self.pad_mode!r}: use one of {', '.join(PAD_MODES)}"
             )
-        if self.padding is not None and (len(self.padding) != 2 or min(self.padding) < 0):
+        if self.padding is not None and self.padding != "same" and (
+                isinstance(self.padding, str) or len(self.padding) != 2 or min(self.padding) < 0):
             raise InvalidInputError(
                 f"TimeSpec.padding must be (front, back) with both >= 0, got {self.padding!r}"
             )
 
     @property
-    def pads(self) -> tuple[int, int]:
-        """(front, back) temporal padding in frames."""
+    def pads(self) -> tuple[int, int] | Literal["same"]:
+        """(front, back) temporal padding in frames, or "same" (computed per clip length)."""
+        if self.padding == "same":
+            return "same"
         if self.padding is not None:
             return tuple(self.padding)  # type: ignore[return-value]
         total = self.dilation * (self.kernel - 1)
         return total // 2, total - total // 2
 
+    def pads_for(self, frames: int) -> tuple[int, int]:
+        """(front, back) padding for a clip of ``frames`` frames."""
+        if self.padding != "same":
+            return self.pads  # type: ignore[return-value]
+        return tf_same_pads(frames, self.kernel, self.stride, self.dilation)
+
     def output_length(self, frames: int) -> int:
         """Number of output time steps for an input of ``frames`` frames."""
-        front, back = self.pads
+        front, back = self.pads_for(frames)
         span = self.dilation * (self.kernel - 1) + 1
         return (frames + front + back - span) // self.stride + 1
 
@@ -121,7 +140,7 @@ class InflatedOp:
     stride: tuple[int, int, int]
     dilation: tuple[int, int, int]
     padding: tuple[int, int] | str
-    time_pads: tuple[int, int]
+    time_pads: tuple[int, int] | Literal["same"]
     time_pad_mode: PadMode
     groups: int = 1
     output_size: tuple[int | None, ...] | None = None

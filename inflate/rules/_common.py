@@ -13,7 +13,7 @@ def windowed(op: OpSpec, time: TimeSpec) -> InflatedOp:
         stride=(time.stride, *op.stride),
         dilation=(time.dilation, *op.dilation),
         padding=op.padding,
-        time_pads=time.pads if time.kernel > 1 else (0, 0),
+        time_pads=time.pads if time.kernel > 1 or time.padding == "same" else (0, 0),
         time_pad_mode=time.pad_mode,
         groups=op.groups,
         source=op,

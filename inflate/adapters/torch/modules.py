@@ -27,16 +27,23 @@ __all__ = [
 
 
 def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
-    """Pad axis 2 of a (B, C, T, H, W) tensor by (front, back) frames."""
+    """Pad axis 2 of a (B, C, T, H, W) tensor by (front, back) frames (mode replicate, zeros or neg_inf)."""
     front, back = pads
     if front == 0 and back == 0:
         return x
     if mode == "replicate":
         return F.pad(x, (0, 0, 0, 0, front, back), mode="replicate")
-    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=0.0)
+    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=float("-inf") if mode == "neg_inf" else 0.0)
+
+
+def _resolve_time_pads(x: torch.Tensor, pads: Sequence[int] | str, kernel: int, stride: int, dilation: int) -> Sequence[int]:
+    if pads == "same":
+        return _same_pads(x.shape[2], kernel, stride, dilation)
+    return pads  # type: ignore[return-value]
 
 
 def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    # TF "SAME": pad so that ceil(size / stride) outputs fit; the odd element at the back.
     total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
 
@@ -52,10 +59,26 @@ def pad_same_spatial(
     return x
 
 
-def _time_settings(time_pads: Sequence[int], time_pad_mode: str) -> tuple[tuple[int, int], bool]:
-    """Whether the time padding can be left to the op itself (zeros, symmetric)."""
+def _time_settings(time_pads: Sequence[int] | str, time_pad_mode: str) -> tuple[tuple[int, int] | str, bool]:
+    """The time padding, and whether it can be left to the op itself (zeros, symmetric, static)."""
+    if time_pads == "same":
+        return "same", False
     front, back = int(time_pads[0]), int(time_pads[1])
     return (front, back), time_pad_mode == "zeros" and front == back
+
+
+def _check_window_fits(x: torch.Tensor, kernel: Sequence[int], padding: Sequence[int], what: str) -> None:
+    """A clear error where a VALID window is larger than its (padded) input, e.g. a clip too short."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    sizes = [x.shape[2 + i] + 2 * int(padding[i]) for i in range(3)]
+    if any(size < k for size, k in zip(sizes, kernel)):
+        from ...core.errors import ShapeMismatchError
+
+        raise ShapeMismatchError(
+            f"{what} with a {tuple(kernel)} window on a (T, H, W) = {tuple(x.shape[2:])} input", tuple(kernel),
+            tuple(x.shape[2:]), "the clip is too short or too small for this model: give more frames or a larger crop",
+        )
 
 
 class InflatedConv3d(nn.Conv3d):
@@ -83,7 +106,7 @@ class InflatedConv3d(nn.Conv3d):
         self.time_pad_mode = time_pad_mode
         self.same_padding = padding == "same"
         spatial = (0, 0) if self.same_padding else tuple(int(p) for p in padding)
-        time_in_op = self.time_pads[0] if symmetric_zeros else 0
+        time_in_op = self.time_pads[0] if symmetric_zeros else 0  # type: ignore[index]
         self.explicit_time_pads = (0, 0) if symmetric_zeros else self.time_pads
         super().__init__(
             in_channels, out_channels, tuple(kernel_size), tuple(stride), (time_in_op, *spatial),
@@ -91,7 +114,8 @@ class InflatedConv3d(nn.Conv3d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_time(x, self.explicit_time_pads, self.time_pad_mode)
+        pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
+        x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
         return super().forward(x)
@@ -114,18 +138,18 @@ class InflatedMaxPool3d(nn.MaxPool3d):
         time_pads: Sequence[int] = (0, 0),
         time_pad_mode: str = "replicate",
     ) -> None:
-        self.time_pads = (int(time_pads[0]), int(time_pads[1]))
+        self.time_pads = "same" if time_pads == "same" else (int(time_pads[0]), int(time_pads[1]))
         # Zero frames could win over negative activations: max pooling pads time with -inf.
         self.time_pad_mode = "replicate" if time_pad_mode == "replicate" else "neg_inf"
+        if self.time_pads != "same" and not any(self.time_pads):
+            self.time_pads = (0, 0)
         self.same_padding = padding == "same"
         spatial = (0, 0) if self.same_padding else tuple(int(p) for p in padding)
         super().__init__(tuple(kernel_size), tuple(stride), (0, *spatial), tuple(dilation), ceil_mode=ceil_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.time_pad_mode == "replicate":
-            x = pad_time(x, self.time_pads, "replicate")
-        elif any(self.time_pads):
-            x = F.pad(x, (0, 0, 0, 0, *self.time_pads), value=float("-inf"))
+        pads = _resolve_time_pads(x, self.time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
+        x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:], float("-inf"))
         return super().forward(x)
@@ -145,7 +169,7 @@ class InflatedAvgPool3d(nn.AvgPool3d):
         time_pads: Sequence[int] = (0, 0),
         time_pad_mode: str = "replicate",
     ) -> None:
-        self.time_pads = (int(time_pads[0]), int(time_pads[1]))
+        self.time_pads = "same" if time_pads == "same" else (int(time_pads[0]), int(time_pads[1]))
         self.time_pad_mode = time_pad_mode
         self.same_padding = padding == "same"
         spatial = (0, 0) if self.same_padding else tuple(int(p) for p in padding)
@@ -156,9 +180,11 @@ class InflatedAvgPool3d(nn.AvgPool3d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_time(x, self.time_pads, self.time_pad_mode)
+        pads = _resolve_time_pads(x, self.time_pads, self.kernel_size[0], self.stride[0], 1)
+        x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], (1, 1))
+        _check_window_fits(x, self.kernel_size, self.padding, "average pooling")
         return super().forward(x)
 
 

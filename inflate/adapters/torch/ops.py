@@ -453,8 +453,9 @@ def _pool_fn(rw: Rewriter, node: fx.Node, kind: str) -> HandlerResult:
     spec = OpSpec(kind, path, kernel, stride, padding, role=rw.role(path))
     time = rw.time_for(spec)
     op = get_rule(kind).describe(spec, time)
-    if any(op.time_pads):
-        x = rw.call_function(_pad_time_fn, x, op.time_pads, op.time_pad_mode if kind != "max_pool" else "replicate")
+    if op.time_pads == "same" or any(op.time_pads):
+        mode = op.time_pad_mode if kind != "max_pool" or op.time_pad_mode == "replicate" else "neg_inf"
+        x = rw.call_function(_pad_time_fn, x, op.time_pads, mode, op.kernel[0], op.stride[0])
     if kind == "max_pool":
         dilation = _pair(_arg(node, 4, "dilation", 1))
         ceil_mode = bool(_arg(node, 5, "ceil_mode", False))
@@ -467,10 +468,10 @@ def _pool_fn(rw: Rewriter, node: fx.Node, kind: str) -> HandlerResult:
     return out, clip
 
 
-def _pad_time_fn(x: torch.Tensor, pads: tuple[int, int], mode: str) -> torch.Tensor:
-    from .modules import pad_time
+def _pad_time_fn(x: torch.Tensor, pads: Any, mode: str, kernel: int, stride: int) -> torch.Tensor:
+    from .modules import _resolve_time_pads, pad_time
 
-    return pad_time(x, pads, mode)
+    return pad_time(x, _resolve_time_pads(x, pads, kernel, stride, 1), mode)
 
 
 @register_function(F.max_pool2d)
