@@ -7,21 +7,16 @@ pickle that would build something other than tensors and plain containers.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import torch
 
-from .core.errors import InflateError, InvalidInputError, ShapeMismatchError
+from .core.errors import InvalidInputError, ShapeMismatchError
+from .core.files import OutputExistsError, atomic_output, check_output_path
 
 __all__ = ["load_state_dict_file", "atomic_output", "check_output_path", "fit_state_dict", "OutputExistsError"]
-
-
-class OutputExistsError(InflateError):
-    """An output file exists and overwriting was not asked for, or it cannot be written."""
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -90,31 +85,3 @@ def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], wh
     model.load_state_dict(state, strict=False)
 
 
-def check_output_path(path: str | os.PathLike[str], force: bool) -> Path:
-    """Refuse an existing output without ``force`` and a folder that cannot be written."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; pass --force (force=True) to overwrite it")
-    if path.is_dir():
-        raise OutputExistsError(f"{path} is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputExistsError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputExistsError(f"cannot write {path}: folder {parent} is not writable")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
-    target = check_output_path(path, force)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise

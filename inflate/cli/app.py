@@ -9,6 +9,7 @@ from .check import check
 from .convert import convert
 from .inspect_file import inspect
 from .listing import list_
+from .weights import weights
 
 EXAMPLES = [
     ("inflate convert resnet50 --time 8", "resnet50 → resnet50_t8.safetensors (random 2D weights)"),
@@ -16,6 +17,8 @@ EXAMPLES = [
     ("inflate check convnext_tiny --time 8", "boring-video and frame-order checks, per-layer table"),
     ("inflate list 'efficientnet*'", "timm models matching a pattern; presets, rules, policies"),
     ("inflate inspect resnet50_t8.safetensors", "what an exported file holds"),
+    ("inflate convert model2d.onnx -t 8 -o model3d.onnx", "inflate an ONNX graph, checked in onnxruntime"),
+    ("inflate weights r50.safetensors r50_3d.safetensors -t 8", "inflate a weight file, no model code"),
 ]
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
@@ -51,6 +54,7 @@ app.command("convert", epilog=EPILOG)(convert)
 app.command("check")(check)
 app.command("list")(list_)
 app.command("inspect")(inspect)
+app.command("weights")(weights)
 
 
 def main() -> None:

@@ -25,7 +25,19 @@ from typing import Callable, Mapping, Union
 from .errors import InvalidInputError
 from .spec import OpSpec, TimeSpec
 
-__all__ = ["Policy", "Override", "get_policy", "list_policies", "register_policy"]
+__all__ = ["Policy", "Override", "get_policy", "list_policies", "register_policy", "HEAD_NAMES", "role_of"]
+
+# Top-level module names that hold a classifier head in timm and torchvision models: their
+# ops keep k_t = 1 (vgg's 7×7 pre-logits conv tiled to 7×7×7 would be a 2.9 GB tensor).
+HEAD_NAMES: tuple[str, ...] = ("head", "pre_logits", "classifier", "fc", "last_linear", "conv_head", "head_drop",
+                               "global_pool", "fc_norm", "classif", "logits")
+
+
+def role_of(path: str, stem_path: str | None, head_names: tuple[str, ...] = HEAD_NAMES) -> str:
+    """"stem" for the first convolution, "head" for ops under a head module, else "body"."""
+    if path == stem_path:
+        return "stem"
+    return "head" if path.split(".")[0] in head_names else "body"
 
 Override = Union[TimeSpec, Mapping[str, object], int]
 OverrideTable = Union[Mapping[str, Override], Callable[[OpSpec, TimeSpec], Union[TimeSpec, None]], None]

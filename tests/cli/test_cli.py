@@ -235,3 +235,29 @@ def test_convert_i3d_preset_with_deepmind_weights_round_trips(tmp_path: Path) ->
     clip = torch.rand(1, 3, 16, 224, 224) * 2 - 1
     with torch.no_grad():
         assert torch.equal(load_inflated(out)(clip), reference(clip))
+
+
+def test_convert_onnx_file_and_weights_command(tmp_path: Path, resnet18_weights: Path) -> None:
+    import warnings
+
+    model2d = timm.create_model("resnet18", num_classes=10)
+    model2d.load_state_dict(torch.load(resnet18_weights, weights_only=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model2d.eval(), (torch.randn(1, 3, 64, 64),), str(tmp_path / "r18.onnx"), dynamo=False,
+                          input_names=["image"], output_names=["logits"], opset_version=17)
+    result = invoke("convert", tmp_path / "r18.onnx", "--time", 4, "-o", tmp_path / "r18_3d.onnx", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["boring_video_max_rel_error"] <= 1e-4
+
+    from safetensors.torch import load_file, save_file
+
+    save_file(model2d.state_dict(), str(tmp_path / "r18.safetensors"))
+    result = invoke("weights", tmp_path / "r18.safetensors", tmp_path / "r18_3d.safetensors", "--time", 4)
+    assert result.exit_code == 0, result.output
+    assert "conv1.weight: (64, 3, 7, 7) -> (64, 3, 7, 7, 7)" in result.output
+    expected = inflate_model(model2d.eval(), t=4).state_dict()
+    got = load_file(str(tmp_path / "r18_3d.safetensors"))
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    code, output = run_error("weights", tmp_path / "r18.safetensors", tmp_path / "r18_3d.safetensors", "-t", 4)
+    assert code == 4 and "exists; pass --force" in output

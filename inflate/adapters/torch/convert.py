@@ -11,7 +11,7 @@ from torch import fx, nn
 
 from ... import __version__
 from ...core.errors import InflateError, InvalidInputError
-from ...core.policy import OverrideTable, Policy, get_policy
+from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
 from .layout import Clip
 from .module_rules import MODULE_HANDLERS
@@ -20,9 +20,6 @@ from .rewriter import LayerRecord, Rewriter, describe_target, node_path
 from .tracing import InflateTracer, record_shapes, trace
 
 __all__ = ["inflate_model", "InflationReport", "InflationSettings", "default_input_size"]
-
-_HEAD_NAMES = ("head", "pre_logits", "classifier", "fc", "last_linear", "conv_head", "head_drop",
-               "global_pool", "fc_norm", "classif", "logits")
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     classifier = cfg.get("classifier") if isinstance(cfg, dict) else None
     extra = tuple(c.split(".")[0] for c in ([classifier] if isinstance(classifier, str) else classifier or []))
-    return _HEAD_NAMES + extra
+    return HEAD_NAMES + extra
 
 
 def _validate(model: Any, t: Any) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import fx, nn
 
 from ...core.errors import InflateError, UnsupportedOpError
-from ...core.policy import Policy
+from ...core.policy import Policy, role_of
 from ...core.spec import OpSpec, TimeSpec
 from . import layout
 from .layout import Clip
@@ -85,10 +85,7 @@ class Rewriter:
         return self.model.get_submodule(str(node.target))
 
     def role(self, path: str) -> str:
-        if path == self.stem_path:
-            return "stem"
-        top = path.split(".")[0]
-        return "head" if top in self.head_prefixes else "body"
+        return role_of(path, self.stem_path, self.head_prefixes)
 
     def time_for(self, spec: OpSpec) -> TimeSpec:
         return self.policy.time_for(spec)

@@ -1,0 +1,265 @@
+"""Inflating weight files: every 4D convolution kernel becomes 5D by the policy's rule,
+everything else is copied.
+
+Without a target, a kernel's temporal size comes from the policy (its path is the key
+without ``.weight``; the first 4D kernel in the file is the stem). With a target (a 3D
+state dict, or just its shapes), temporal sizes come from the target, as SlowFast's
+checkpoint loader does, and every key and shape must fit.
+
+Safetensors files are inflated tensor by tensor: the output header is planned from the
+input header, then each tensor is read (memory-mapped), inflated and appended, so memory
+stays near one tensor whatever the file size. Imports numpy and safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import numpy as np
+
+from ...core.errors import InvalidInputError, ShapeMismatchError
+from ...core.policy import OverrideTable, Policy, get_policy, role_of
+from ...core.rules import get_rule
+from ...core.spec import OpSpec
+
+__all__ = ["inflate_state_dict", "plan_state_dict", "inflate_weights_file", "TensorPlan"]
+
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """What happens to one tensor: its 3D shape and the temporal kernel (1 = copied as is)."""
+
+    key: str
+    shape2d: tuple[int, ...]
+    shape3d: tuple[int, ...]
+    time_kernel: Optional[int]  # None: not a kernel, copied
+    init: str = "tile"
+
+
+def _is_kernel(key: str, shape: tuple[int, ...]) -> bool:
+    return len(shape) == 4 and key.endswith("weight")
+
+
+def plan_state_dict(
+    shapes: Mapping[str, tuple[int, ...]],
+    policy: Policy,
+    target_shapes: Optional[Mapping[str, tuple[int, ...]]] = None,
+) -> list[TensorPlan]:
+    """Decide each tensor's 3D shape from the policy, or from ``target_shapes`` when given."""
+    if target_shapes is not None:
+        missing = [k for k in target_shapes if k not in shapes and not k.endswith("num_batches_tracked")]
+        extra = [k for k in shapes if k not in target_shapes]
+        if missing or extra:
+            what = []
+            if missing:
+                what.append(f"{len(missing)} target keys are not in the 2D weights (first: '{missing[0]}')")
+            if extra:
+                what.append(f"{len(extra)} 2D keys are not in the target (first: '{extra[0]}')")
+            raise InvalidInputError("the 2D weights do not fit the target: " + "; ".join(what))
+    stem = next((k[: -len(".weight")] for k, s in shapes.items() if _is_kernel(k, tuple(s))), None)
+    plans = []
+    for key, shape in shapes.items():
+        shape = tuple(int(d) for d in shape)
+        if target_shapes is not None:
+            target = tuple(int(d) for d in target_shapes[key])
+            if len(shape) == 4 and len(target) == 5 and target[:2] == shape[:2] and target[3:] == shape[2:]:
+                plans.append(TensorPlan(key, shape, target, target[2], policy.init))
+            elif target == shape:
+                plans.append(TensorPlan(key, shape, shape, None))
+            else:
+                raise ShapeMismatchError(f"tensor '{key}'", target, shape,
+                                         "the target expects this shape; a 4D kernel fits (O, I, k_t, kh, kw) only")
+            continue
+        if _is_kernel(key, shape):
+            path = key[: -len(".weight")]
+            spec = OpSpec("conv", path, (shape[2], shape[3]), role=role_of(path, stem))  # type: ignore[arg-type]
+            time = policy.time_for(spec)
+            plans.append(TensorPlan(key, shape, (shape[0], shape[1], time.kernel, shape[2], shape[3]), time.kernel,
+                                    time.init))
+        else:
+            plans.append(TensorPlan(key, shape, shape, None))
+    return plans
+
+
+def _apply(plan: TensorPlan, array: np.ndarray) -> np.ndarray:
+    if plan.time_kernel is None:
+        return array
+    spec = OpSpec("conv", plan.key, (plan.shape2d[2], plan.shape2d[3]))
+    from ...core.spec import TimeSpec
+
+    _, out = get_rule("conv").inflate(spec, TimeSpec(kernel=plan.time_kernel, init=plan.init), {"weight": array})  # type: ignore[arg-type]
+    return out["weight"]
+
+
+def inflate_state_dict(
+    state_dict_2d: Mapping[str, Any],
+    t: int = 8,
+    *,
+    policy: str | Policy = "i3d",
+    init: Optional[str] = None,
+    overrides: OverrideTable = None,
+    target: Optional[Mapping[str, Any]] = None,
+) -> dict[str, Any]:
+    """Inflate a 2D state dict (numpy arrays or torch tensors; the same kind comes back).
+
+    ``target``: a 3D state dict (or a model's ``state_dict()``) whose shapes decide each
+    kernel's temporal size; every key and shape must fit it. ``t`` is the clip length the
+    weights are meant for (kept for symmetry with inflate_model; kernels do not depend on it).
+    """
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+    resolved = get_policy(policy, init=init, overrides=overrides)
+    shapes = {k: tuple(v.shape) for k, v in state_dict_2d.items()}
+    target_shapes = None if target is None else {k: tuple(v.shape) for k, v in target.items()}
+    out: dict[str, Any] = {}
+    for plan in plan_state_dict(shapes, resolved, target_shapes):
+        value = state_dict_2d[plan.key]
+        if plan.time_kernel is None:
+            out[plan.key] = value.clone() if hasattr(value, "clone") else np.array(value, copy=True)
+            continue
+        if hasattr(value, "detach"):  # a torch tensor: through numpy and back, same dtype
+            import torch
+
+            array = value.detach().cpu()
+            dtype = array.dtype
+            inflated = _apply(plan, array.float().numpy() if dtype in (torch.bfloat16, torch.float16) else array.numpy())
+            out[plan.key] = torch.from_numpy(inflated).to(dtype)
+        else:
+            out[plan.key] = _apply(plan, np.asarray(value))
+    return out
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(8)
+            if len(raw) != 8:
+                raise ValueError("shorter than a header")
+            (size,) = struct.unpack("<Q", raw)
+            if size > 100_000_000 or size > path.stat().st_size - 8:
+                raise ValueError("header size out of range")
+            header = json.loads(handle.read(size))
+    except (ValueError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"{path} is not a readable .safetensors file ({error}); it may be truncated or corrupt") from None
+    data_start = 8 + size
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if data_start + end > path.stat().st_size:
+        raise InvalidInputError(f"{path} is truncated: its header describes {data_start + end} bytes, the file has "
+                                f"{path.stat().st_size}")
+    return header, data_start
+
+
+def _iter_tensors(path: Path, header: Mapping[str, Any], data_start: int, keys: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """One tensor at a time, each read into its own buffer (no memory map: the resident set
+    stays near one tensor however large the file)."""
+    with open(path, "rb") as handle:
+        for key in keys:
+            info = header[key]
+            if info["dtype"] not in _DTYPES:
+                raise InvalidInputError(f"tensor '{key}' has dtype {info['dtype']}, which the torch-free weight adapter "
+                                        f"cannot read; convert the file to float32 first")
+            begin, end = info["data_offsets"]
+            handle.seek(data_start + begin)
+            raw = handle.read(end - begin)
+            if len(raw) != end - begin:
+                raise InvalidInputError(f"{path} is truncated inside tensor '{key}'")
+            yield key, np.frombuffer(raw, dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+
+
+def inflate_weights_file(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    t: int = 8,
+    *,
+    policy: str | Policy = "i3d",
+    init: Optional[str] = None,
+    overrides: OverrideTable = None,
+    target: Optional[str | os.PathLike[str] | Mapping[str, Any]] = None,
+    force: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> list[TensorPlan]:
+    """Inflate a weight file into a .safetensors file, atomically.
+
+    ``.safetensors`` input is streamed tensor by tensor (no torch needed); ``.pth``/``.pt``
+    input is read whole with ``torch.load(weights_only=True)``. ``target`` (a 3D weight
+    file or state dict) fixes the temporal sizes. Returns what was done to each tensor.
+    """
+    from ...core.files import atomic_output
+
+    source, output = Path(source), Path(output)
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+    if not source.is_file():
+        raise InvalidInputError(f"weights file {source} does not exist")
+    resolved = get_policy(policy, init=init, overrides=overrides)
+    target_shapes = _target_shapes(target)
+    metadata = {"inflate": json.dumps({"format_version": 1, "source_file": source.name, "t": t,
+                                       "policy": resolved.name, "init": resolved.init, "kind": "weights"})}
+    if source.suffix.lower() == ".safetensors":
+        header, data_start = _read_header(source)
+        keys = [k for k in header if k != "__metadata__"]
+        shapes = {k: tuple(header[k]["shape"]) for k in keys}
+        plans = plan_state_dict(shapes, resolved, target_shapes)
+        dtypes = {k: header[k]["dtype"] for k in keys}
+        tensors = _iter_tensors(source, header, data_start, keys)
+    else:
+        from ...io import load_state_dict_file
+
+        state = {k: v.float().numpy() if str(v.dtype) in ("torch.bfloat16", "torch.float16") else v.numpy()
+                 for k, v in load_state_dict_file(source).items()}
+        plans = plan_state_dict({k: v.shape for k, v in state.items()}, resolved, target_shapes)
+        dtypes = {k: _CODES[np.dtype(v.dtype)] for k, v in state.items()}
+        tensors = iter(state.items())
+    with atomic_output(output, force) as temporary:
+        _write_streaming(temporary, plans, dtypes, tensors, metadata, progress)
+    return plans
+
+
+def _target_shapes(target: Any) -> Optional[dict[str, tuple[int, ...]]]:
+    if target is None:
+        return None
+    if isinstance(target, Mapping):
+        return {k: tuple(v.shape) for k, v in target.items()}
+    path = Path(target)
+    if path.suffix.lower() == ".safetensors":
+        header, _ = _read_header(path)
+        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    from ...io import load_state_dict_file
+
+    return {k: tuple(v.shape) for k, v in load_state_dict_file(path).items()}
+
+
+def _write_streaming(path: Path, plans: list[TensorPlan], dtypes: Mapping[str, str],
+                     tensors: Iterator[tuple[str, np.ndarray]], metadata: Mapping[str, str],
+                     progress: Optional[Callable[[int, int], None]]) -> None:
+    """Write a safetensors file whose header is known in advance, one tensor at a time."""
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    offset = 0
+    for plan in plans:
+        itemsize = np.dtype(_DTYPES[dtypes[plan.key]]).itemsize
+        nbytes = int(np.prod(plan.shape3d, dtype=np.int64)) * itemsize
+        header[plan.key] = {"dtype": dtypes[plan.key], "shape": list(plan.shape3d), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # align the data section to 8 bytes
+    by_key = {p.key: p for p in plans}
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(encoded)))
+        handle.write(encoded)
+        for done, (key, array) in enumerate(tensors, 1):
+            out = _apply(by_key[key], array)
+            expected = tuple(header[key]["shape"])
+            if tuple(out.shape) != expected:
+                raise ShapeMismatchError(f"inflated tensor '{key}'", expected, tuple(out.shape))
+            handle.write(memoryview(np.ascontiguousarray(out, dtype=_DTYPES[dtypes[key]])).cast("B"))
+            if progress is not None:
+                progress(done, len(plans))
