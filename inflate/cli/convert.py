@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -19,6 +19,17 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing o
 OpsetOpt = Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default: the exporter's choice).")]
 ExporterOpt = Annotated[str, typer.Option("--exporter", help="ONNX exporter: torchscript or dynamo.")]
 VerifyOpt = Annotated[bool, typer.Option("--verify/--no-verify", help="Check the ONNX file against torch in onnxruntime.")]
+
+
+def _status(message: str, silent: bool) -> Any:
+    """A spinner on stderr while a slow step runs (nothing when quiet or printing JSON)."""
+    import contextlib
+
+    if silent:
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def _format(fmt: Optional[str], output: Optional[Path]) -> str:
@@ -79,15 +90,18 @@ def convert(
              f"frames, {len(report.frame_wise)} frame-wise"]
     check_text = ""
     if fmt == "onnx":
-        onnx_report = export_onnx(model3d, output, opset=opset, exporter=exporter, verify=verify, force=force)
+        with _status("exporting to ONNX and verifying in onnxruntime", quiet or as_json):
+            onnx_report = export_onnx(model3d, output, opset=opset, exporter=exporter, verify=verify, force=force)
         payload.update(opset=onnx_report.opset, onnx_max_abs_diff=onnx_report.max_abs_diff,
                        onnx_max_rel_diff=onnx_report.max_rel_diff)
         check_text = (f", onnxruntime vs torch max |Δ| {onnx_report.max_abs_diff:.2g} "
                       f"({onnx_report.max_rel_diff:.2g} relative)" if verify else ", not verified")
     elif fmt == "pt":
-        save_pt(model3d, output, force=force)
+        with _status(f"writing {output}", quiet or as_json):
+            save_pt(model3d, output, force=force)
     else:
-        save_safetensors(model3d, output, force=force)
+        with _status(f"writing {output}", quiet or as_json):
+            save_safetensors(model3d, output, force=force)
     size = output.stat().st_size
     payload["bytes"] = size
     lines.append(f"wrote {output} ({human_bytes(size)}, {count_parameters(model3d):,} parameters, t={time}, "

@@ -19,8 +19,10 @@ from inflate.testing import randomize_weights
 
 ARCHITECTURES = ["resnet18", "vgg11", "efficientnet_b0", "mobilenetv3_large_100", "regnetx_002", "densenet121",
                  "inception_v3", "dla34", "hrnet_w18_small", "ghostnet_100"]
-DEFAULT = {"resnet18", "vgg11", "efficientnet_b0", "ghostnet_100"}
-PARAMS = [pytest.param(n, marks=() if n in DEFAULT else pytest.mark.zoo, id=n) for n in ARCHITECTURES]
+DEFAULT = {("resnet18", "tile"), ("resnet18", "center"), ("vgg11", "tile"), ("efficientnet_b0", "tile"),
+           ("ghostnet_100", "tile")}
+PARAMS = [pytest.param(n, init, marks=() if (n, init) in DEFAULT else pytest.mark.zoo, id=f"{n}-{init}")
+          for n in ARCHITECTURES for init in ("tile", "center")]
 
 
 def export_2d(model: torch.nn.Module, path: Path, size: int) -> None:
@@ -31,8 +33,7 @@ def export_2d(model: torch.nn.Module, path: Path, size: int) -> None:
                           opset_version=17)
 
 
-@pytest.mark.parametrize("name", PARAMS)
-@pytest.mark.parametrize("init", ["tile", "center"])
+@pytest.mark.parametrize("name,init", PARAMS)
 def test_onnx_inflation_matches_2d_and_torch(tmp_path: Path, name: str, init: str) -> None:
     model2d = randomize_weights(timm.create_model(name).eval())
     size = model2d.pretrained_cfg["input_size"][-1]
