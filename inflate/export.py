@@ -64,6 +64,8 @@ def inflation_metadata(model3d: nn.Module) -> dict[str, Any]:
         "pad_mode": s.pad_mode,
         "overrides": overrides,
         "input_size": list(s.input_size),
+        "attention": s.attention,
+        "tubelet": s.tubelet,
         "library_version": s.library_version,
     }
 
@@ -242,7 +244,8 @@ def load_inflated(path: str | os.PathLike[str], *, map_location: str | torch.dev
     model2d = create_2d_model(meta["source"], **meta.get("source_kwargs", {}))
     model3d = inflate_model(model2d, t=int(meta["t"]), policy=meta["policy"], init=meta["init"],
                             pad_mode=meta["pad_mode"], overrides=meta.get("overrides"),
-                            input_size=tuple(meta["input_size"]), inplace=True)
+                            input_size=tuple(meta["input_size"]), inplace=True,
+                            attention=meta.get("attention"), tubelet=meta.get("tubelet"))
     fit_state_dict(model3d, state, what=f"tensors in {path}")
     return model3d.to(map_location).eval()
 

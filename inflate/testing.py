@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-__all__ = ["randomize_weights"]
+__all__ = ["randomize_weights", "randomize_zero_parameters"]
 
 _NORM_PREFIXES = ("LayerNorm", "GroupNorm", "BatchNorm", "RmsNorm")
 
@@ -82,3 +82,20 @@ def randomize_weights(model: nn.Module, seed: int = 0, input_size: Optional[tupl
             module.running_mean.add_(torch.randn(std.shape, generator=generator) * 0.05 * std)
             module.running_var.mul_(uniform(module.running_var.shape, 0.8, 1.25))
     return model
+
+
+@torch.no_grad()
+def randomize_zero_parameters(model: nn.Module, seed: int = 0, scale: float = 0.5) -> list[str]:
+    """Give every all-zero parameter N(0, scale²) values, in place; returns their names.
+
+    An inflated model's new temporal parameters (a transformer's temporal embedding, the
+    output projection of divided attention) start at zero so that the model starts as the
+    image model; this stands in for training them before a frame-order check.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    names = []
+    for name, param in model.named_parameters():
+        if param.numel() and not param.any():
+            param.copy_(torch.randn(param.shape, generator=generator).to(param.dtype) * scale)
+            names.append(name)
+    return names

@@ -9,7 +9,7 @@ import typer
 from .common import parse_overrides, build_2d, emit, inflate_with_progress, validate_time
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
-                      OverrideOpt, TimeOpt, WeightsOpt)
+                      AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
 
 TableOpt = Annotated[bool, typer.Option("--table/--no-table", help="Print the per-layer table.")]
 RandomizeOpt = Annotated[Optional[bool], typer.Option(
@@ -26,6 +26,8 @@ def check(
     init: InitOpt = "tile",
     pad_mode: PadModeOpt = None,
     override: OverrideOpt = None,
+    attention: AttentionOpt = None,
+    tubelet: TubeletOpt = None,
     pretrained: PretrainedOpt = False,
     weights: WeightsOpt = None,
     num_classes: NumClassesOpt = None,
@@ -43,7 +45,8 @@ def check(
     if randomize if randomize is not None else not (pretrained or weights):
         randomize_weights(model2d)
     model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
-                                            pad_mode=pad_mode, overrides=parse_overrides(override))
+                                            pad_mode=pad_mode, overrides=parse_overrides(override),
+                                                attention=attention, tubelet=tubelet)
     boring = check_boring_video(model2d, model3d, t=time)
     order = check_order_sensitivity(model3d, t=time)
     passed = boring.passed and order.passed and not report.frame_wise

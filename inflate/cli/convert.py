@@ -11,7 +11,7 @@ from ..core.errors import InvalidInputError
 from .common import build_3d_preset, is_3d_preset, parse_overrides, build_2d, count_parameters, emit, human_bytes, inflate_with_progress, validate_time
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
-                      OverrideOpt, TimeOpt, WeightsOpt)
+                      AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
 
 FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="safetensors, onnx or pt (default: from -o's suffix, else safetensors).")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: MODEL_t{T}.{format}).")]
@@ -51,6 +51,8 @@ def convert(
     init: InitOpt = "tile",
     pad_mode: PadModeOpt = None,
     override: OverrideOpt = None,
+    attention: AttentionOpt = None,
+    tubelet: TubeletOpt = None,
     pretrained: PretrainedOpt = False,
     weights: WeightsOpt = None,
     num_classes: NumClassesOpt = None,
@@ -83,7 +85,8 @@ def convert(
     else:
         model2d = build_2d(model, pretrained, weights, num_classes)
         model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
-                                                pad_mode=pad_mode, overrides=parse_overrides(override))
+                                                pad_mode=pad_mode, overrides=parse_overrides(override),
+                                                attention=attention, tubelet=tubelet)
     payload = {"model": model, "t": time, "policy": policy, "init": init, "format": fmt, "output": str(output),
                "parameters": count_parameters(model3d), "frame_wise": [r.path for r in report.frame_wise]}
     lines = [f"inflated {model}: {len(report.inflated)} ops with 3D rules, {len(report.temporal_layers())} mixing "

@@ -21,3 +21,5 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors
 OverrideOpt = Annotated[Optional[List[str]], typer.Option(
     "--override", help="Per-layer time settings, PATTERN=K or PATTERN=K:S (temporal kernel K, stride S) for ops whose "
                        "path matches the glob PATTERN; repeatable, first match wins. Example: --override 'layer1.*=1'")]
+AttentionOpt = Annotated[Optional[str], typer.Option("--attention", help="Transformers: joint (default), divided or frames.")]
+TubeletOpt = Annotated[Optional[int], typer.Option("--tubelet", help="Transformers: frames per tubelet of the patch embedding (default 2).")]

@@ -40,6 +40,7 @@ def role_of(path: str, stem_path: str | None, head_names: tuple[str, ...] = HEAD
     return "head" if path.split(".")[0] in head_names else "body"
 
 Override = Union[TimeSpec, Mapping[str, object], int]
+ATTENTION_MODES: tuple[str, ...] = ("joint", "divided", "frames")
 OverrideTable = Union[Mapping[str, Override], Callable[[OpSpec, TimeSpec], Union[TimeSpec, None]], None]
 ConvKernel = Callable[[OpSpec], int]
 
@@ -67,6 +68,10 @@ class Policy:
             Non-square (factorised) kernels such as 1×7 get 1 under the built-in policies.
         stem_kernel: temporal kernel of the first convolution (same signature).
         stem_stride: temporal stride of the first convolution.
+        tubelet: temporal size and stride of a ViT patch embedding (tubelet embedding).
+        attention: how transformer attention spans time: "joint" (all space-time tokens,
+            ViViT model 1), "divided" (TimeSformer: temporal then spatial attention), or
+            "frames" (spatial attention per frame; time mixes only in the tubelets).
         init, pad_mode: defaults for every op (see :class:`TimeSpec`).
         overrides: per-layer exceptions, applied last (see the module docstring).
     """
@@ -79,10 +84,20 @@ class Policy:
     pad_mode: str = "replicate"
     overrides: OverrideTable = field(default=None, compare=False)
     description: str = ""
+    tubelet: int = 2
+    attention: str = "joint"
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_MODES:
+            raise InvalidInputError(f"unknown attention {self.attention!r}: use one of {', '.join(ATTENTION_MODES)}")
+        if isinstance(self.tubelet, bool) or not isinstance(self.tubelet, int) or self.tubelet < 1:
+            raise InvalidInputError(f"tubelet must be an integer >= 1, got {self.tubelet!r}")
 
     def proposed(self, op: OpSpec) -> TimeSpec:
         """The policy's choice before overrides."""
         base = TimeSpec(init=self.init, pad_mode=self.pad_mode)  # type: ignore[arg-type]
+        if op.kind == "patch_embed":  # non-overlapping tubelets, as ViViT
+            return base.with_(kernel=self.tubelet, stride=self.tubelet, padding=(0, 0))
         if op.kind != "conv" or op.role == "head":
             return base
         if op.role == "stem":
@@ -170,8 +185,11 @@ def get_policy(
     init: str | None = None,
     pad_mode: str | None = None,
     overrides: OverrideTable = None,
+    attention: str | None = None,
+    tubelet: int | None = None,
 ) -> Policy:
-    """Resolve a policy name (or object) and apply the caller's init, padding and overrides."""
+    """Resolve a policy name (or object) and apply the caller's init, padding, overrides,
+    attention mode and tubelet size."""
     if isinstance(policy, str):
         if policy not in _POLICIES:
             close = difflib.get_close_matches(policy, list(_POLICIES), n=3)
@@ -193,4 +211,8 @@ def get_policy(
         changes["pad_mode"] = pad_mode
     if overrides is not None:
         changes["overrides"] = overrides
+    if attention is not None:
+        changes["attention"] = attention
+    if tubelet is not None:
+        changes["tubelet"] = tubelet
     return resolved.with_(**changes) if changes else resolved

@@ -1,5 +1,5 @@
 """Inflation rules, one module per op family. Importing this package registers them all."""
 
-from . import conv, norm, pool, resample  # noqa: F401
+from . import attention, conv, norm, patch_embed, pool, resample  # noqa: F401
 
-__all__ = ["conv", "norm", "pool", "resample"]
+__all__ = ["attention", "conv", "norm", "patch_embed", "pool", "resample"]

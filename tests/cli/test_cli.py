@@ -261,3 +261,20 @@ def test_convert_onnx_file_and_weights_command(tmp_path: Path, resnet18_weights:
     assert all(torch.equal(got[k], expected[k]) for k in expected)
     code, output = run_error("weights", tmp_path / "r18.safetensors", tmp_path / "r18_3d.safetensors", "-t", 4)
     assert code == 4 and "exists; pass --force" in output
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_vit_convert_inspect_load_round_trip(tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / f"vit.{fmt}"
+    result = invoke("convert", "vit_tiny_patch16_224", "-t", 4, "--attention", "divided", "--num-classes", 7, "-o", out)
+    assert result.exit_code == 0, result.output
+    meta = json.loads(invoke("inspect", out, "--json").output)["metadata"]
+    assert (meta["source"], meta["attention"], meta["tubelet"], meta["t"]) == ("vit_tiny_patch16_224", "divided", 2, 4)
+    if fmt == "onnx":
+        assert "onnxruntime vs torch" in result.output
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        assert session.run(None, {"clip": np.zeros((2, 3, 4, 224, 224), np.float32)})[0].shape == (2, 7)
+    else:
+        loaded = load_inflated(out)
+        assert loaded.inflation.attention == "divided"
+        assert any(r.op3d == "SpaceTimeAttention(divided)" for r in loaded.inflation.report.layers)

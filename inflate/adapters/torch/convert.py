@@ -67,6 +67,8 @@ class InflationSettings:
     report: InflationReport = field(repr=False, compare=False)
     overrides: Any = field(default=None, repr=False, compare=False)
     source_kwargs: dict = field(default_factory=dict, compare=False)
+    attention: str = "joint"
+    tubelet: int = 2
 
 
 def default_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -200,6 +202,8 @@ def inflate_model(
     leaf_modules: Iterable[type] = (),
     return_report: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
+    attention: Optional[str] = None,
+    tubelet: Optional[int] = None,
 ) -> nn.Module | tuple[nn.Module, InflationReport]:
     """Inflate a 2D image model into a 3D video model by rewriting its traced graph.
 
@@ -220,6 +224,8 @@ def inflate_model(
         leaf_modules: extra module types to treat as opaque when tracing.
         return_report: also return the :class:`InflationReport`.
         progress: called as ``progress(done, total)`` after each graph node is rewritten.
+        attention: transformers only: "joint" (default), "divided" or "frames".
+        tubelet: transformers only: frames per tubelet of the patch embedding (default 2).
 
     Returns:
         The 3D model: input (B, C, T, H, W); output as the 2D model's, with classifier logits
@@ -235,7 +241,8 @@ def inflate_model(
     _validate(model, t)
     from ... import presets  # noqa: F401  (registers the presets' policies, such as i3d_paper)
 
-    resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides)
+    resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides, attention=attention,
+                          tubelet=tubelet)
     channels, height, width = input_size or default_input_size(model)
 
     tracer = InflateTracer(leaf_types=set(MODULE_HANDLERS) | set(leaf_modules))
@@ -249,6 +256,7 @@ def inflate_model(
 
     rw = Rewriter(model, resolved, strict, _first_conv(model, graph2d), _head_prefixes(model))
     rw.batch_size = sample.shape[0]
+    rw.t = t
     placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
     total = len(graph2d.nodes)
     for done, node in enumerate(graph2d.nodes, 1):
@@ -295,10 +303,19 @@ def inflate_model(
     model3d.__class__ = inflated_cls
     model3d._inflated_sources = sources
     report = InflationReport(tuple(rw.records))
+    per_frame_attention = [r.path for r in report.layers if "scaled_dot_product_attention" in r.op2d
+                           or (r.how == "frame-wise" and "attn" in r.path.lower())]
+    if per_frame_attention and resolved.attention != "frames":
+        import warnings
+
+        warnings.warn(
+            f"attention={resolved.attention!r} applies to timm's Attention modules only; {len(per_frame_attention)} "
+            f"other attention ops (first: '{per_frame_attention[0]}') attend within each frame", stacklevel=2)
     model3d.inflation = InflationSettings(
         source=_source_name(model), t=t, policy=resolved.name, init=resolved.init, pad_mode=resolved.pad_mode,
         input_size=(channels, height, width), library_version=__version__, report=report,
-        overrides=overrides, source_kwargs=_source_kwargs(model, channels),
+        overrides=overrides, source_kwargs=_source_kwargs(model, channels), attention=resolved.attention,
+        tubelet=resolved.tubelet,
     )
     return (model3d, report) if return_report else model3d
 

@@ -18,6 +18,7 @@ from ...core.rules import get_rule
 from ...core.spec import InflatedOp, OpSpec
 from . import modules as m3d
 from .ops import _flatten, last_axes
+from .layout import Clip
 from .rewriter import HandlerResult, LayerRecord, Rewriter, pointwise_result
 
 __all__ = ["MODULE_HANDLERS", "register_module", "inflate_conv_module", "to_numpy", "from_numpy"]
@@ -293,6 +294,7 @@ def _register_timm() -> None:
                 MODULE_HANDLERS.setdefault(value, pointwise_module)
     del DropBlock2d  # per-position masks differ per frame; left to the frame-wise fallback
 
+    _register_timm_transformers()
     try:
         from timm.models.vgg import ConvMlp
     except ImportError:
@@ -307,6 +309,65 @@ def _register_timm() -> None:
         return _emit(rw, node, module, mlp, op1)
 
     MODULE_HANDLERS[ConvMlp] = conv_mlp
+
+
+
+def _register_timm_transformers() -> None:
+    """Rules for timm's ViT building blocks: PatchEmbed → tubelets, Attention → space-time."""
+    from timm.layers import Attention, PatchEmbed
+
+    from ...rules.attention import temporal_branch_weights
+
+    def patch_embed(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+        x, clip = _ncthw(rw, node)
+        if not getattr(module, "flatten", True) or getattr(module, "dynamic_img_pad", False):
+            return rw.frame_wise(node, "a patch embedding that does not flatten, or pads dynamically")
+        path = str(node.target)
+        conv = module.proj
+        spec = OpSpec("patch_embed", path, tuple(conv.kernel_size), tuple(conv.stride), (0, 0), role=rw.role(path))
+        weights = {"weight": to_numpy(conv.weight)}
+        if conv.bias is not None:
+            weights["bias"] = to_numpy(conv.bias)
+        time = rw.time_for(spec)
+        op, weights3d = get_rule("patch_embed").inflate(spec, time, weights)
+        proj = m3d.InflatedConv3d(conv.in_channels, conv.out_channels, op.kernel, op.stride, (0, 0), op.dilation, 1,
+                                  conv.bias is not None, (0, 0), "zeros", device="meta")
+        _set_params(proj, weights3d, conv)
+        slots = max(1, rw.t // op.kernel[0])
+        embed = m3d.PatchEmbed3d(proj, copy.deepcopy(module.norm), slots)
+        path = rw.replace_module(node, embed, _record(path, module, embed, op))
+        return rw.call_module(path, x), Clip(1, 3, clip.collapsed)
+
+    def attention(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+        x, clip = _x(rw, node)
+        extra_args = [a for a in list(node.args[1:]) + list(node.kwargs.values()) if a is not None and a is not False]
+        if any(not (isinstance(a, fx.Node) and a.op == "placeholder") for a in extra_args):
+            return rw.frame_wise(node, "attention with a mask computed inside the model")
+        if clip.rank2d != 3 or clip.td != 1:
+            return rw.frame_wise(node, "attention over tokens that are not (B, T, N, C)")
+        mode = rw.policy.attention
+        get_rule("attention")
+        if mode == "divided":
+            width = module.proj.out_features
+            extra = temporal_branch_weights({k: to_numpy(v) for k, v in module.state_dict().items()}, width)
+            temporal_attn = copy.deepcopy(module)
+            temporal_attn.load_state_dict({k[len("temporal_attn."):]: torch.from_numpy(v) for k, v in extra.items()
+                                           if k.startswith("temporal_attn.")})
+            temporal_fc = nn.Linear(width, width).to(module.proj.weight.dtype)
+            with torch.no_grad():
+                temporal_fc.weight.copy_(torch.from_numpy(extra["temporal_fc.weight"]))
+                temporal_fc.bias.copy_(torch.from_numpy(extra["temporal_fc.bias"]))
+            wrapped = m3d.SpaceTimeAttention(copy.deepcopy(module), mode, temporal_attn, temporal_fc)
+        else:
+            wrapped = m3d.SpaceTimeAttention(copy.deepcopy(module), mode)
+        record = LayerRecord(str(node.target), type(module).__name__, f"SpaceTimeAttention({mode})",
+                             "inflated" if mode != "frames" else "per-frame", 1, 1, "-")
+        path = rw.replace_module(node, wrapped, record)
+        # the model's own attn_mask / is_causal arguments pass through: the wrapper refuses non-defaults
+        return rw.call_module(path, x, *rw.value(tuple(node.args[1:])), **rw.value(dict(node.kwargs))), clip
+
+    MODULE_HANDLERS[PatchEmbed] = patch_embed
+    MODULE_HANDLERS[Attention] = attention
 
 
 _register_timm()

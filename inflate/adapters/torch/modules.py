@@ -257,3 +257,78 @@ class ConvMlp3d(nn.Module):
         if x.shape[-2] < k or x.shape[-1] < k:
             x = F.adaptive_avg_pool3d(x, (x.shape[2], max(k, x.shape[-2]), max(k, x.shape[-1])))
         return self.act2(self.fc2(self.drop(self.act1(self.fc1(x)))))
+
+
+class PatchEmbed3d(nn.Module):
+    """Tubelet embedding: (B, C, T, H, W) → tokens (B, T', N, D), T' = T / k_t, N = H/p · W/p.
+
+    ``proj`` is the k_t×p×p conv with stride (k_t, p, p); ``time_embed`` is a learned
+    per-time-slot embedding that starts at zero (resampled linearly for other clip lengths).
+    """
+
+    def __init__(self, proj: nn.Conv3d, norm: nn.Module, time_slots: int, temporal_embedding: bool = True) -> None:
+        super().__init__()
+        self.proj = proj
+        self.norm = norm
+        self.tubelet = proj.kernel_size[0]
+        self.patch_size = tuple(proj.kernel_size[1:])
+        dim = proj.out_channels
+        self.time_embed = nn.Parameter(torch.zeros(1, time_slots, 1, dim)) if temporal_embedding else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, frames, height, width = x.shape
+        if frames % self.tubelet or height % self.patch_size[0] or width % self.patch_size[1]:
+            from ...core.errors import ShapeMismatchError
+
+            raise ShapeMismatchError(
+                "clip (T, H, W) for a tubelet embedding", (f"T % {self.tubelet} == 0", f"H % {self.patch_size[0]} == 0",
+                                                           f"W % {self.patch_size[1]} == 0"),
+                (frames, height, width),
+                f"the clip length must be a multiple of the tubelet size {self.tubelet} and the frame size a multiple "
+                f"of the patch size {self.patch_size}",
+            )
+        x = self.proj(x)  # (B, D, T', H', W')
+        x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
+        if self.time_embed is not None:
+            embed = self.time_embed
+            if embed.shape[1] != x.shape[1]:
+                embed = F.interpolate(embed.permute(0, 3, 2, 1).flatten(2), size=x.shape[1], mode="linear",
+                                      align_corners=False).unflatten(2, (1, -1)).permute(0, 3, 2, 1)
+            x = x + embed
+        return self.norm(x)
+
+
+class SpaceTimeAttention(nn.Module):
+    """Wraps a 2D token attention for (B, T', N, C) space-time tokens.
+
+    * joint: one attention over all T'·N tokens (ViViT model 1);
+    * divided: a temporal attention over T' for each token position, added through
+      ``temporal_fc`` (zero at start, so the block starts as the image model), then the
+      spatial attention per time slot (TimeSformer's order);
+    * frames: the spatial attention per time slot only.
+    """
+
+    def __init__(self, attn: nn.Module, mode: str, temporal_attn: nn.Module | None = None,
+                 temporal_fc: nn.Linear | None = None) -> None:
+        super().__init__()
+        self.attn = attn
+        self.mode = mode
+        self.temporal_attn = temporal_attn
+        self.temporal_fc = temporal_fc
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        if attn_mask is not None or is_causal:
+            from ...core.errors import InvalidInputError
+
+            raise InvalidInputError("attention masks are not supported on space-time tokens; call without attn_mask")
+        batch, slots, tokens, dim = x.shape
+        if self.mode == "joint":
+            return self.attn(x.reshape(batch, slots * tokens, dim)).reshape(batch, slots, tokens, -1)
+        if self.mode == "divided":
+            across_time = x.permute(0, 2, 1, 3).reshape(batch * tokens, slots, dim)
+            temporal = self.temporal_attn(across_time).reshape(batch, tokens, slots, dim).permute(0, 2, 1, 3)
+            x = x + self.temporal_fc(temporal)
+        return self.attn(x.reshape(batch * slots, tokens, dim)).reshape(batch, slots, tokens, -1)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"

@@ -154,17 +154,33 @@ def getitem(rw: Rewriter, node: fx.Node) -> HandlerResult:
     if out_td is None:  # time at the very end
         new_entries.append(slice(None))
         out_td = out_dim
+    # slice bounds may be traced values (x[:, :n] with n from x.shape): map them too
+    new_entries = [slice(rw.value(e.start), rw.value(e.stop), rw.value(e.step)) if isinstance(e, slice) else e
+                   for e in new_entries]
     out = rw.call_function(operator.getitem, value, tuple(new_entries))
     return out, Clip(out_td, len(rw.shape2d(node)), info.collapsed)
 
 
 def _same_td(rw: Rewriter, node: fx.Node, tensors: list[fx.Node]) -> tuple[list[Any], Clip]:
+    """Bring every tensor to the first clip's time axis. A tensor without time (a class token
+    joined to patch tokens) is repeated for every time step: each frame gets its own copy."""
     infos = [rw.info(t) for t in tensors]
-    if any(not isinstance(i, Clip) for i in infos):
-        raise rw.unsupported(node, "it joins tensors with and without time")
-    ref = infos[0]
-    values = [rw.move_time(rw.env[t][0], i, ref.td)[0] for t, i in zip(tensors, infos)]
-    return values, Clip(ref.td, ref.rank2d, all(i.collapsed for i in infos))
+    clips = [(t, i) for t, i in zip(tensors, infos) if isinstance(i, Clip)]
+    if any(i is not None and not isinstance(i, Clip) for i in infos):
+        raise rw.unsupported(node, "it joins sequences of tensors")
+    ref_node, ref = clips[0]
+    ref_value = rw.move_time(rw.env[ref_node][0], ref, ref.td)[0]
+    values = []
+    for tensor, info in zip(tensors, infos):
+        if isinstance(info, Clip):
+            values.append(rw.move_time(rw.env[tensor][0], info, ref.td)[0])
+        else:
+            if len(rw.shape2d(tensor)) != ref.rank2d:
+                raise rw.unsupported(node, "it joins tensors of different ranks")
+            sizes = [-1] * (ref.rank2d + 1)
+            sizes[ref.td] = rw.frames(ref_value, ref)
+            values.append(rw.call_method("expand", rw.call_method("unsqueeze", rw.env[tensor][0], ref.td), *sizes))
+    return values, Clip(ref.td, ref.rank2d, all(i.collapsed for _, i in clips))
 
 
 @register_function(torch.cat, torch.concat, torch.concatenate)
@@ -190,8 +206,9 @@ def _split(rw: Rewriter, node: fx.Node, method: str) -> HandlerResult:
     dim = _arg(node, 2, "dim", 0)
     if normalize_dim(dim, clip.rank2d) == clip.td:
         return rw.frame_wise(node, "splitting the axis that time precedes")
-    out = rw.call_method(method, x, node.args[1] if len(node.args) > 1 else node.kwargs.get(
-        "split_size_or_sections", node.kwargs.get("chunks", node.kwargs.get("split_size"))), dim_to_3d(dim, clip))
+    sizes = node.args[1] if len(node.args) > 1 else node.kwargs.get(
+        "split_size_or_sections", node.kwargs.get("chunks", node.kwargs.get("split_size")))
+    out = rw.call_method(method, x, rw.value(sizes), dim_to_3d(dim, clip))
     count = len(rw.meta(node))
     return out, tuple(clip for _ in range(count))
 
@@ -214,6 +231,47 @@ def chunk_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 @register_method("chunk")
 def chunk_method(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return _split(rw, node, "chunk")
+
+
+@register_method("unbind")
+def unbind(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    x, clip = _self(rw, node)
+    dim = normalize_dim(_arg(node, 1, "dim", 0), clip.rank2d)
+    if dim == clip.td:
+        return rw.frame_wise(node, "unbinding the axis that time precedes")
+    td = clip.td - 1 if dim < clip.td else clip.td
+    count = len(rw.meta(node))
+    return rw.call_method("unbind", x, dim_to_3d(dim, clip)), tuple(Clip(td, clip.rank2d - 1, clip.collapsed)
+                                                                     for _ in range(count))
+
+
+FUNCTION_HANDLERS[torch.unbind] = unbind
+
+
+@register_function(F.scaled_dot_product_attention)
+def scaled_dot_product_attention(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """Attention over the last two axes (tokens, features): with time among the leading
+    (batch-like) axes it attends within each time step, i.e. per frame."""
+    q, k, v = node.args[:3]
+    infos = [rw.info(a) for a in (q, k, v)]
+    if any(not isinstance(i, Clip) for i in infos) or len({(i.td, i.rank2d) for i in infos}) != 1:
+        return rw.frame_wise(node, "query, key and value carry time differently")
+    clip = infos[0]
+    if clip.td > clip.rank2d - 2:
+        return rw.frame_wise(node, "time among the token or feature axes")
+    extra = [a for a in list(node.args[3:]) + list(node.kwargs.values()) if isinstance(a, fx.Node)]
+    if any(rw.info(a) is not None for a in extra):
+        return rw.frame_wise(node, "a mask that carries time")
+    aligned: dict[fx.Node, Any] = {}
+    for mask in extra:  # a (heads, N, N) bias must skip the time axis when it broadcasts
+        shape = rw.meta(mask)
+        if isinstance(shape, tuple):
+            pos = clip.td - (clip.rank2d - len(shape))
+            if 0 < pos <= len(shape):
+                aligned[mask] = rw.call_method("unsqueeze", rw.env[mask][0], pos)
+    sub = lambda a: aligned.get(a, rw.env[a][0]) if isinstance(a, fx.Node) else a  # noqa: E731
+    rw.note(LayerRecord(node_path(node), "F.scaled_dot_product_attention", "same op, per frame", "per-frame"))
+    return rw.emit_like(node, fx.node.map_aggregate(node.args, sub), fx.node.map_aggregate(node.kwargs, sub)), clip
 
 
 # ----- reductions -----
@@ -486,7 +544,7 @@ def avg_pool_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 
 def _adaptive_fn(rw: Rewriter, node: fx.Node, kind: str, fn3d: Any) -> HandlerResult:
     x, clip = _ncthw(rw, node)
-    size = _arg(node, 1, "output_size")
+    size = rw.value(_arg(node, 1, "output_size"))
     size2 = _pair(size) if not isinstance(size, (tuple, list)) or None not in size else tuple(size)
     op = get_rule(kind).describe(OpSpec(kind, node_path(node), output_size=size2), rw.time_for(OpSpec(kind)))
     out = rw.call_function(fn3d, x, op.output_size)
@@ -506,7 +564,7 @@ def adaptive_max_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 @register_function(F.pad)
 def pad_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
     x, clip = _self(rw, node)
-    pads = list(_arg(node, 1, "pad"))
+    pads = list(rw.value(_arg(node, 1, "pad")))
     mode = _arg(node, 2, "mode", "constant")
     value = _arg(node, 3, "value", None)
     covered = len(pads) // 2
@@ -525,7 +583,7 @@ def pad_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 def interpolate_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
     x, clip = _ncthw(rw, node)
     size = rw.value(_arg(node, 1, "size"))
-    scale = _arg(node, 2, "scale_factor")
+    scale = rw.value(_arg(node, 2, "scale_factor"))
     mode = _arg(node, 3, "mode", "nearest")
     align = _arg(node, 4, "align_corners")
     mode3d = {"nearest": "nearest", "bilinear": "trilinear", "nearest-exact": "nearest-exact"}.get(mode)

@@ -59,6 +59,7 @@ class Rewriter:
     replacements: dict[str, nn.Module] = field(default_factory=dict)
     records: list[LayerRecord] = field(default_factory=list)
     batch: Any = None  # node giving the batch size of the input clip
+    t: int = 8  # the clip length the model is made for
 
     # ----- reading the 2D graph -----
 
