@@ -97,9 +97,11 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 # Attention modules other than timm's Attention (relative position bias, rotary embeddings,
-# gated positional attention) attend within each frame; time mixes in the tubelets.
+# gated positional attention) and windowed attention blocks (Swin, MaxViT: the "frames"
+# policy; 3D windows are not implemented) attend within each frame; time mixes in the
+# tubelets and the temporal embedding.
 PER_FRAME_ATTENTION = ["beit_base_patch16_224", "eva02_tiny_patch14_224", "pit_ti_224", "coatnet_0_rw_224",
-                       "convit_tiny", "twins_svt_small"]
+                       "convit_tiny", "twins_svt_small", "swin_tiny_patch4_window7_224", "maxvit_tiny_tf_224"]
 
 
 @pytest.mark.zoo

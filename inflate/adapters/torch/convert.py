@@ -304,7 +304,8 @@ def inflate_model(
     model3d._inflated_sources = sources
     report = InflationReport(tuple(rw.records))
     per_frame_attention = [r.path for r in report.layers if "scaled_dot_product_attention" in r.op2d
-                           or (r.how == "frame-wise" and "attn" in r.path.lower())]
+                           or (r.how == "frame-wise" and "attn" in r.path.lower())
+                           or (r.how == "per-frame" and r.op3d == "same op on each frame")]
     if per_frame_attention and resolved.attention != "frames":
         import warnings
 

@@ -320,8 +320,9 @@ def _register_timm_transformers() -> None:
 
     def patch_embed(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
         x, clip = _ncthw(rw, node)
-        if not getattr(module, "flatten", True) or getattr(module, "dynamic_img_pad", False):
-            return rw.frame_wise(node, "a patch embedding that does not flatten, or pads dynamically")
+        channels_last = not getattr(module, "flatten", True) and str(getattr(module, "output_fmt", "")).endswith("NHWC")
+        if not (getattr(module, "flatten", True) or channels_last) or getattr(module, "dynamic_img_pad", False):
+            return rw.frame_wise(node, "a patch embedding that outputs NCHW, or pads dynamically")
         path = str(node.target)
         conv = module.proj
         spec = OpSpec("patch_embed", path, tuple(conv.kernel_size), tuple(conv.stride), (0, 0), role=rw.role(path))
@@ -334,9 +335,9 @@ def _register_timm_transformers() -> None:
                                   conv.bias is not None, (0, 0), "zeros", device="meta")
         _set_params(proj, weights3d, conv)
         slots = max(1, rw.t // op.kernel[0])
-        embed = m3d.PatchEmbed3d(proj, copy.deepcopy(module.norm), slots)
+        embed = m3d.PatchEmbed3d(proj, copy.deepcopy(module.norm), slots, channels_last=channels_last)
         path = rw.replace_module(node, embed, _record(path, module, embed, op))
-        return rw.call_module(path, x), Clip(1, 3, clip.collapsed)
+        return rw.call_module(path, x), Clip(1, 4 if channels_last else 3, clip.collapsed)
 
     def attention(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
         x, clip = _x(rw, node)
@@ -368,6 +369,16 @@ def _register_timm_transformers() -> None:
 
     MODULE_HANDLERS[PatchEmbed] = patch_embed
     MODULE_HANDLERS[Attention] = attention
+
+    def windowed_block(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
+        # Window attention partitions each frame into windows: the "frames" policy, on purpose.
+        # (3D windows as in Video Swin are not implemented yet.)
+        return rw.frame_wise(node, declared=True)
+
+    from timm.models import maxxvit, swin_transformer
+
+    for block in (swin_transformer.SwinTransformerBlock, maxxvit.PartitionAttentionCl, maxxvit.PartitionAttention2d):
+        MODULE_HANDLERS[block] = windowed_block
 
 
 _register_timm()

@@ -266,8 +266,10 @@ class PatchEmbed3d(nn.Module):
     per-time-slot embedding that starts at zero (resampled linearly for other clip lengths).
     """
 
-    def __init__(self, proj: nn.Conv3d, norm: nn.Module, time_slots: int, temporal_embedding: bool = True) -> None:
+    def __init__(self, proj: nn.Conv3d, norm: nn.Module, time_slots: int, temporal_embedding: bool = True,
+                 channels_last: bool = False) -> None:
         super().__init__()
+        self.channels_last = channels_last  # (B, T', H', W', D) tokens, as Swin's NHWC patch embedding
         self.proj = proj
         self.norm = norm
         self.tubelet = proj.kernel_size[0]
@@ -288,12 +290,14 @@ class PatchEmbed3d(nn.Module):
                 f"of the patch size {self.patch_size}",
             )
         x = self.proj(x)  # (B, D, T', H', W')
-        x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
+        x = x.permute(0, 2, 3, 4, 1) if self.channels_last else x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
         if self.time_embed is not None:
-            embed = self.time_embed
+            embed = self.time_embed if not self.channels_last else self.time_embed.unsqueeze(2)
             if embed.shape[1] != x.shape[1]:
-                embed = F.interpolate(embed.permute(0, 3, 2, 1).flatten(2), size=x.shape[1], mode="linear",
-                                      align_corners=False).unflatten(2, (1, -1)).permute(0, 3, 2, 1)
+                dim = embed.shape[-1]
+                resized = F.interpolate(self.time_embed.reshape(1, -1, dim).transpose(1, 2), size=x.shape[1],
+                                        mode="linear", align_corners=False).transpose(1, 2)  # (1, T', D)
+                embed = resized.reshape(1, x.shape[1], *([1] * (x.dim() - 3)), dim)
             x = x + embed
         return self.norm(x)
 

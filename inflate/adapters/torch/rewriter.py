@@ -130,12 +130,14 @@ class Rewriter:
     def unsupported(self, node: fx.Node, why: str = "") -> UnsupportedOpError:
         return UnsupportedOpError(node_path(node), describe_target(self, node), why)
 
-    def frame_wise(self, node: fx.Node, why: str = "") -> HandlerResult:
-        """Apply a node with no rule to each frame: time folded into the batch, then unfolded.
+    def frame_wise(self, node: fx.Node, why: str = "", declared: bool = False) -> HandlerResult:
+        """Apply a node to each frame: time folded into the batch, then unfolded.
 
-        Under ``strict`` this raises instead, naming the node.
+        For a node with no rule (``declared=False``) this is the fallback, reported as
+        "frame-wise", and ``strict`` raises instead, naming the node. A rule may choose it on
+        purpose (``declared=True``: windowed attention blocks under the "frames" policy).
         """
-        if self.strict:
+        if self.strict and not declared:
             raise self.unsupported(node, why)
         clips = [(a, self.info(a)) for a in _node_inputs(node) if isinstance(self.info(a), Clip)]
         if any(not isinstance(self.info(a), (Clip, type(None))) for a in _node_inputs(node)):
@@ -157,7 +159,8 @@ class Rewriter:
         args = fx.node.map_aggregate(node.args, lambda a: folded.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
         kwargs = fx.node.map_aggregate(node.kwargs, lambda a: folded.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
         out = self.emit_like(node, args, kwargs)
-        self.note(LayerRecord(node_path(node), describe_target(self, node), "same op on each frame", "frame-wise"))
+        how = "per-frame" if declared else "frame-wise"
+        self.note(LayerRecord(node_path(node), describe_target(self, node), "same op on each frame", how))
         return self.call_function(layout.unfold_time, out, self.batch), Clip(1, len(out_shape))
 
     batch_size: int = 0
