@@ -13,7 +13,7 @@ from typing import Mapping
 
 import torch
 
-from .core.errors import InvalidInputError, ShapeMismatchError
+from .core.errors import InvalidInputError, ShapeMismatchError, key_mismatch
 from .core.files import OutputExistsError, atomic_output, check_output_path
 
 __all__ = ["load_state_dict_file", "atomic_output", "check_output_path", "fit_state_dict", "OutputExistsError"]
@@ -66,22 +66,16 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     raise InvalidInputError(f"unknown weights format {suffix!r} for {path}: use .safetensors, .pth or .pt")
 
 
-def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str = "weights") -> None:
+def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str = "weights",
+                   hint: str = "the file was made for a different architecture or number of classes") -> None:
     """Load ``state`` into ``model`` strictly; the first mismatch is named with both shapes."""
     own = model.state_dict()
     for key, value in state.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
-            raise ShapeMismatchError(f"{what}: tensor '{key}'", tuple(own[key].shape), tuple(value.shape),
-                                     "the file was made for a different architecture or number of classes")
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first: '{missing[0]}')")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first: '{unexpected[0]}')")
-        raise InvalidInputError(f"{what} do not fit the model: {', '.join(parts)}")
+            raise ShapeMismatchError(f"{what}: tensor '{key}'", tuple(own[key].shape), tuple(value.shape), hint)
+    mismatch = key_mismatch(own, state, "model", "file")
+    if mismatch:
+        raise InvalidInputError(f"{what} do not fit the model: {mismatch}")
     model.load_state_dict(state, strict=False)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 __all__ = [
+    "key_mismatch",
     "InflateError",
     "UnsupportedOpError",
     "ShapeMismatchError",
@@ -51,3 +54,21 @@ class RuleRegistryError(InflateError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def key_mismatch(expected: Iterable[str], given: Iterable[str], expected_name: str, given_name: str) -> str | None:
+    """What is missing from ``given`` and what it has in excess, or None when the key sets agree.
+
+    BatchNorm's ``num_batches_tracked`` counters may be missing: they carry no weights.
+    """
+    given_set, expected_set = set(given), set(expected)
+    missing = [k for k in expected if k not in given_set and not k.endswith("num_batches_tracked")]
+    extra = [k for k in given if k not in expected_set]
+    if not missing and not extra:
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} {expected_name} keys are missing (first: '{missing[0]}')")
+    if extra:
+        parts.append(f"{len(extra)} {given_name} keys are not expected (first: '{extra[0]}')")
+    return "; ".join(parts)

@@ -243,12 +243,8 @@ def port_to_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _fit(model3d: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     from ..io import fit_state_dict
 
-    own = model3d.state_dict()
-    for key, value in state.items():
-        if key in own and tuple(own[key].shape) != tuple(value.shape):
-            raise ShapeMismatchError(f"I3D weights in {source}: tensor '{key}'", tuple(own[key].shape), tuple(value.shape),
-                                     "a flow checkpoint has 2 input channels, RGB 3; check --num-classes")
-    fit_state_dict(model3d, state, what=f"I3D weights in {source}")
+    fit_state_dict(model3d, state, what=f"I3D weights in {source}",
+                   hint="a flow checkpoint has 2 input channels, RGB 3; check --num-classes")
 
 
 def load_i3d_weights(model3d: nn.Module, weights: str | os.PathLike[str] | Mapping[str, torch.Tensor]) -> nn.Module:

@@ -56,7 +56,7 @@ def test_target_shapes_decide_time_and_mismatches_name_the_key() -> None:
     bad = dict(target, **{"fc.weight": torch.zeros(3, 4)})
     with pytest.raises(ShapeMismatchError, match=r"tensor 'fc.weight': expected shape \(3, 4\), got \(2, 4\)"):
         inflate_state_dict(state, t=8, target=bad)
-    with pytest.raises(InvalidInputError, match=r"1 target keys are not in the 2D weights \(first: 'extra'\)"):
+    with pytest.raises(InvalidInputError, match=r"1 target keys are missing \(first: 'extra'\)"):
         inflate_state_dict(state, t=8, target=dict(target, extra=torch.zeros(1)))
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
-from ...core.errors import InvalidInputError, ShapeMismatchError
+from ...core.errors import InvalidInputError, ShapeMismatchError, key_mismatch
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
 from ...core.rules import get_rule
 from ...core.spec import OpSpec
@@ -56,15 +56,9 @@ def plan_state_dict(
 ) -> list[TensorPlan]:
     """Decide each tensor's 3D shape from the policy, or from ``target_shapes`` when given."""
     if target_shapes is not None:
-        missing = [k for k in target_shapes if k not in shapes and not k.endswith("num_batches_tracked")]
-        extra = [k for k in shapes if k not in target_shapes]
-        if missing or extra:
-            what = []
-            if missing:
-                what.append(f"{len(missing)} target keys are not in the 2D weights (first: '{missing[0]}')")
-            if extra:
-                what.append(f"{len(extra)} 2D keys are not in the target (first: '{extra[0]}')")
-            raise InvalidInputError("the 2D weights do not fit the target: " + "; ".join(what))
+        mismatch = key_mismatch(target_shapes, shapes, "target", "2D")
+        if mismatch:
+            raise InvalidInputError(f"the 2D weights do not fit the target: {mismatch}")
     stem = next((k[: -len(".weight")] for k, s in shapes.items() if _is_kernel(k, tuple(s))), None)
     plans = []
     for key, shape in shapes.items():
