@@ -129,3 +129,15 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_position_table_resampled_for_another_frame_size() -> None:
+    model2d = randomize_weights(timm.create_model("vit_tiny_patch16_224").eval())
+    model3d = inflate_model(model2d, t=4)
+    assert model2d.dynamic_img_size is False and model2d.patch_embed.flatten  # the user's model is left as it was
+    # independent reference: timm's own dynamic-size model with the same weights, on one 160×192 frame
+    reference = timm.create_model("vit_tiny_patch16_224", dynamic_img_size=True).eval()
+    reference.load_state_dict(model2d.state_dict())
+    image = torch.randn(2, 3, 160, 192)
+    with torch.no_grad():
+        torch.testing.assert_close(model3d(boring_clip(image, 4)), reference(image), rtol=1e-4, atol=1e-5)

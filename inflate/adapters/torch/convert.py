@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
@@ -14,7 +15,7 @@ from ...core.errors import InflateError, InvalidInputError
 from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
 from .layout import Clip
-from .module_rules import MODULE_HANDLERS
+from .module_rules import MODULE_HANDLERS, dynamic_image_size
 from .ops import FUNCTION_HANDLERS, METHOD_HANDLERS
 from .rewriter import LayerRecord, Rewriter, describe_target, node_path
 from .tracing import InflateTracer, record_shapes, trace
@@ -188,6 +189,43 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     parent._modules[name] = module
 
 
+def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, t: int,
+             input_size: tuple[int, int, int], progress: Optional[Callable[[int, int], None]]) -> tuple[Rewriter, torch.device]:
+    """Record the 2D shapes on a sample batch, then re-emit every node of ``graph2d`` for clips."""
+    channels, height, width = input_size
+    traced = fx.GraphModule(model, graph2d)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    sample = torch.randn(2, channels, height, width, device=device, dtype=dtype)
+    record_shapes(traced, sample)
+
+    rw = Rewriter(model, policy, strict, _first_conv(model, graph2d), _head_prefixes(model))
+    rw.batch_size = sample.shape[0]
+    rw.t = t
+    placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
+    total = len(graph2d.nodes)
+    for done, node in enumerate(graph2d.nodes, 1):
+        if progress is not None:
+            progress(done, total)
+        if node.op == "placeholder":
+            new = rw.graph.placeholder(node.name, default_value=node.args[0] if node.args else inspect.Signature.empty)
+            new.meta = dict(node.meta)
+            if node is placeholders[0]:
+                checked = rw.call_function(layout.check_clip, new, channels)
+                rw.batch = rw.call_method("size", checked, 0)
+                rw.env[node] = (checked, Clip(2, 4))
+            else:
+                rw.env[node] = (new, None)
+        elif node.op == "get_attr":
+            rw.env[node] = (rw.graph.get_attr(str(node.target)), None)
+        elif node.op == "output":
+            _output(rw, node)
+        else:
+            rw.env[node] = _rewrite_node(rw, node)
+    return rw, device
+
+
 def inflate_model(
     model: nn.Module,
     t: int = 16,
@@ -245,38 +283,19 @@ def inflate_model(
                           tubelet=tubelet)
     channels, height, width = input_size or default_input_size(model)
 
-    tracer = InflateTracer(leaf_types=set(MODULE_HANDLERS) | set(leaf_modules))
-    graph2d = trace(model, tracer)
-    traced = fx.GraphModule(model, graph2d)
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-    sample = torch.randn(2, channels, height, width, device=device, dtype=dtype)
-    record_shapes(traced, sample)
-
-    rw = Rewriter(model, resolved, strict, _first_conv(model, graph2d), _head_prefixes(model))
-    rw.batch_size = sample.shape[0]
-    rw.t = t
-    placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
-    total = len(graph2d.nodes)
-    for done, node in enumerate(graph2d.nodes, 1):
-        if progress is not None:
-            progress(done, total)
-        if node.op == "placeholder":
-            new = rw.graph.placeholder(node.name, default_value=node.args[0] if node.args else fx.node.inspect.Signature.empty)
-            new.meta = dict(node.meta)
-            if node is placeholders[0]:
-                checked = rw.call_function(layout.check_clip, new, channels)
-                rw.batch = rw.call_method("size", checked, 0)
-                rw.env[node] = (checked, Clip(2, 4))
-            else:
-                rw.env[node] = (new, None)
-        elif node.op == "get_attr":
-            rw.env[node] = (rw.graph.get_attr(str(node.target)), None)
-        elif node.op == "output":
-            _output(rw, node)
-        else:
-            rw.env[node] = _rewrite_node(rw, node)
+    dynamic = True
+    while True:
+        with dynamic_image_size(model, dynamic) as active:
+            tracer = InflateTracer(leaf_types=set(MODULE_HANDLERS) | set(leaf_modules))
+            try:
+                graph2d = trace(model, tracer)
+            except InflateError:
+                if not active:
+                    raise
+                dynamic = False  # this ViT's dynamic-size path is not traceable: use its fixed-size path
+                continue
+            rw, device = _rewrite(model, graph2d, resolved, strict, t, (channels, height, width), progress)
+        break
     if not rw.batch.users:
         rw.graph.erase_node(rw.batch)
     rw.graph.lint()

@@ -7,8 +7,9 @@ reuses the 2D module where it already works on clips (activations, dropout, Grou
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from .ops import _flatten, last_axes
 from .layout import Clip
 from .rewriter import HandlerResult, LayerRecord, Rewriter, pointwise_result
 
-__all__ = ["MODULE_HANDLERS", "register_module", "inflate_conv_module", "to_numpy", "from_numpy"]
+__all__ = ["MODULE_HANDLERS", "register_module", "inflate_conv_module", "to_numpy", "from_numpy",
+           "dynamic_image_size"]
 
 ModuleHandler = Callable[[Rewriter, fx.Node, nn.Module], HandlerResult]
 MODULE_HANDLERS: dict[type, ModuleHandler] = {}
@@ -36,6 +38,31 @@ def register_module(*types: type):
             MODULE_HANDLERS[module_type] = handler
         return handler
     return decorator
+
+
+# ----- tracing paths -----
+
+@contextlib.contextmanager
+def dynamic_image_size(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
+    """Trace timm ViTs on their ``dynamic_img_size`` path: tokens leave the patch embedding as
+    (B, H', W', C) and the position table is resampled to that grid as timm does for images,
+    so clips of another frame size work. At the model's own size the table is used as is.
+    The model's flags are restored afterwards (the traced graph keeps the path). Yields
+    whether the path is in use."""
+    patch_embed = getattr(model, "patch_embed", None)
+    if not enabled or getattr(model, "dynamic_img_size", True) or getattr(model, "pos_embed", None) is None or \
+            type(patch_embed).__name__ != "PatchEmbed" or not getattr(patch_embed, "flatten", False):
+        yield False
+        return
+    from timm.layers import Format
+
+    saved = (model.dynamic_img_size, patch_embed.flatten, patch_embed.output_fmt, patch_embed.strict_img_size)
+    model.dynamic_img_size, patch_embed.flatten = True, False
+    patch_embed.output_fmt, patch_embed.strict_img_size = Format.NHWC, False
+    try:
+        yield True
+    finally:
+        model.dynamic_img_size, patch_embed.flatten, patch_embed.output_fmt, patch_embed.strict_img_size = saved
 
 
 # ----- numpy bridge -----
