@@ -57,5 +57,12 @@ app.command("inspect")(inspect)
 app.command("weights")(weights)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
     app()

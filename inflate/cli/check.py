@@ -38,21 +38,27 @@ def check(
 ) -> None:
     """Inflate MODEL and check it: repeated-frame clips give the 2D output; frame order matters."""
     from ..checks import check_boring_video, check_order_sensitivity
-    from ..testing import randomize_weights
+    from ..testing import randomize_weights, randomize_zero_parameters
 
     validate_time(time)
     model2d = build_2d(model, pretrained, weights, num_classes)
-    if randomize if randomize is not None else not (pretrained or weights):
+    randomize = randomize if randomize is not None else not (pretrained or weights)
+    if randomize:
         randomize_weights(model2d)
     model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
                                             pad_mode=pad_mode, overrides=parse_overrides(override),
                                                 attention=attention, tubelet=tubelet)
     boring = check_boring_video(model2d, model3d, t=time)
+    # New temporal parameters start at zero (the model starts as the image model); give them values,
+    # as training would, before asking whether frame order matters.
+    trained = randomize_zero_parameters(model3d) if randomize else []
     order = check_order_sensitivity(model3d, t=time)
     passed = boring.passed and order.passed and not report.frame_wise
     lines = [report.table(), ""] if table else []
     if report.frame_wise:
         lines.append(f"frame-wise (no rule, no temporal modelling): {', '.join(r.path for r in report.frame_wise)}")
+    if trained:
+        lines.append(f"(order check after giving values to {len(trained)} zero-initialised temporal parameters)")
     lines += [str(boring), str(order),
               f"{model} t={time}: {'all checks passed' if passed else 'CHECKS FAILED'}"]
     payload = {

@@ -23,6 +23,7 @@ def list_(
     from ..core import list_policies, list_rules
     from ..models import list_presets
 
+    list_presets()  # presets register their own policies (i3d_paper)
     show_all = not (rules or policies)
     payload: dict = {}
     lines: list[str] = []
