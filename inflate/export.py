@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -299,5 +299,3 @@ def _onnx_value(value: Any) -> str:
     dims = [d.dim_param or str(d.dim_value) for d in value.type.tensor_type.shape.dim]
     return f"{value.name}[{', '.join(dims)}]"
 
-
-Saver = Callable[..., Any]

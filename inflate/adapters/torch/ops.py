@@ -70,7 +70,7 @@ _POINTWISE_METHODS = [
     "add", "sub", "mul", "div", "sigmoid", "tanh", "relu", "clamp", "clamp_min", "clamp_max", "exp", "sqrt",
     "rsqrt", "abs", "neg", "pow", "square", "erf", "add_", "mul_", "sub_", "div_", "sigmoid_", "relu_",
     "clamp_", "contiguous", "clone", "float", "half", "double", "bfloat16", "to", "type_as", "detach",
-    "masked_fill", "where", "maximum", "minimum", "tanh_", "hardtanh_", "mean_", "exp_",
+    "masked_fill", "where", "maximum", "minimum", "tanh_", "hardtanh_", "exp_",
 ]
 
 
