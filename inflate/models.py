@@ -22,24 +22,26 @@ class NoNetworkError(InflateError):
     """Pretrained weights were asked for but could not be downloaded."""
 
 
-def register_preset(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+Factory = Callable[..., nn.Module]
+
+
+def _registrar(table: dict[str, Factory], what: str, name: str) -> Callable[[Factory], Factory]:
+    def decorator(factory: Factory) -> Factory:
+        if name in table:
+            raise InvalidInputError(f"a {what} named {name!r} is already registered")
+        table[name] = factory
+        return factory
+    return decorator
+
+
+def register_preset(name: str) -> Callable[[Factory], Factory]:
     """Register a factory ``(**kwargs) -> nn.Module`` under ``name`` for create_2d_model and the CLI."""
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in PRESETS:
-            raise InvalidInputError(f"a preset named {name!r} is already registered")
-        PRESETS[name] = factory
-        return factory
-    return decorator
+    return _registrar(PRESETS, "preset", name)
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(name: str) -> Callable[[Factory], Factory]:
     """Register a factory of a ready 3D model (``inflate.create_model(name)``, ``inflate convert name``)."""
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS_3D:
-            raise InvalidInputError(f"a 3D model named {name!r} is already registered")
-        MODELS_3D[name] = factory
-        return factory
-    return decorator
+    return _registrar(MODELS_3D, "3D model", name)
 
 
 def _load_presets() -> None:

@@ -18,7 +18,7 @@ from torch import fx, nn
 from ...core.rules import get_rule
 from ...core.spec import InflatedOp, OpSpec
 from . import modules as m3d
-from .ops import _flatten, last_axes
+from .ops import _flatten, _ncthw, _pair, _self, last_axes
 from .layout import Clip
 from .rewriter import HandlerResult, LayerRecord, Rewriter, pointwise_result
 
@@ -84,18 +84,6 @@ def from_numpy(array: np.ndarray, like: torch.Tensor) -> nn.Parameter:
 def _set_params(module: nn.Module, weights: dict[str, np.ndarray], source: nn.Module) -> None:
     for name, array in weights.items():
         setattr(module, name, from_numpy(array, getattr(source, name)))
-
-
-def _x(rw: Rewriter, node: fx.Node) -> tuple[Any, Any]:
-    x = node.args[0]
-    return rw.env[x][0], rw.info(x)
-
-
-def _ncthw(rw: Rewriter, node: fx.Node) -> Any:
-    x, clip = _x(rw, node)
-    if clip.rank2d != 4:
-        raise rw.unsupported(node, f"expected a 4D feature map, got a {clip.rank2d}D tensor")
-    return rw.move_time(x, clip, 2)
 
 
 def _record(path: str, module: nn.Module, module3d: nn.Module, op: InflatedOp | None) -> LayerRecord:
@@ -176,7 +164,7 @@ def batch_norm(rw: Rewriter, node: fx.Node, module: nn.BatchNorm2d) -> HandlerRe
 @register_module(nn.GroupNorm)
 def group_norm(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
     # GroupNorm takes any (N, C, *) input: statistics over (C/G, T, H, W) are its 3D form.
-    x, clip = _x(rw, node)
+    x, clip = _self(rw, node)
     if clip.td < 2:
         x, clip = rw.move_time(x, clip, 2)
     rw.note(LayerRecord(str(node.target), type(module).__name__, type(module).__name__, "per-frame"))
@@ -187,11 +175,10 @@ def group_norm(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
 
 def _pool(rw: Rewriter, node: fx.Node, module: nn.Module, kind: str, same: bool) -> HandlerResult:
     path = str(node.target)
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
     stride = module.stride if module.stride is not None else module.kernel_size
-    padding = "same" if same else pair(module.padding)
-    dilation = pair(getattr(module, "dilation", 1))
-    spec = OpSpec(kind, path, pair(module.kernel_size), pair(stride), padding, dilation, role=rw.role(path))
+    padding = "same" if same else _pair(module.padding)
+    dilation = _pair(getattr(module, "dilation", 1))
+    spec = OpSpec(kind, path, _pair(module.kernel_size), _pair(stride), padding, dilation, role=rw.role(path))
     op = get_rule(kind).describe(spec, rw.time_for(spec))
     if kind == "max_pool":
         if module.return_indices:
@@ -264,7 +251,7 @@ def dropout2d(rw: Rewriter, node: fx.Node, module: nn.Dropout2d) -> HandlerResul
 
 @register_module(nn.Flatten)
 def flatten(rw: Rewriter, node: fx.Node, module: nn.Flatten) -> HandlerResult:
-    x, clip = _x(rw, node)
+    x, clip = _self(rw, node)
     out, info = _flatten(rw, node, x, clip, module.start_dim, module.end_dim)
     return out, info
 
@@ -367,7 +354,7 @@ def _register_timm_transformers() -> None:
         return rw.call_module(path, x), Clip(1, 4 if channels_last else 3, clip.collapsed)
 
     def attention(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
-        x, clip = _x(rw, node)
+        x, clip = _self(rw, node)
         extra_args = [a for a in list(node.args[1:]) + list(node.kwargs.values()) if a is not None and a is not False]
         if any(not (isinstance(a, fx.Node) and a.op == "placeholder") for a in extra_args):
             return rw.frame_wise(node, "attention with a mask computed inside the model")

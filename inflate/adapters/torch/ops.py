@@ -269,9 +269,8 @@ def scaled_dot_product_attention(rw: Rewriter, node: fx.Node) -> HandlerResult:
             pos = clip.td - (clip.rank2d - len(shape))
             if 0 < pos <= len(shape):
                 aligned[mask] = rw.call_method("unsqueeze", rw.env[mask][0], pos)
-    sub = lambda a: aligned.get(a, rw.env[a][0]) if isinstance(a, fx.Node) else a  # noqa: E731
     rw.note(LayerRecord(node_path(node), "F.scaled_dot_product_attention", "same op, per frame", "per-frame"))
-    return rw.emit_like(node, fx.node.map_aggregate(node.args, sub), fx.node.map_aggregate(node.kwargs, sub)), clip
+    return rw.emit_like(node, *rw.substitute(node, aligned)), clip
 
 
 # ----- reductions -----

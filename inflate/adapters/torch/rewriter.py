@@ -106,6 +106,13 @@ class Rewriter:
         """A node of the same op and target as ``node`` with new (3D) arguments."""
         return self.graph.create_node(node.op, node.target, tuple(args), dict(kwargs), name=node.name)
 
+    def substitute(self, node: fx.Node, replaced: dict[fx.Node, Any]) -> tuple[Any, Any]:
+        """``node``'s args and kwargs in the 3D graph, with some inputs replaced (squeezed, folded, aligned)."""
+        def sub(a: Any) -> Any:
+            return replaced[a] if a in replaced else self.env[a][0]
+
+        return fx.node.map_arg(node.args, sub), fx.node.map_arg(node.kwargs, sub)
+
     def move_time(self, value: Any, clip: Clip, td: int) -> tuple[Any, Clip]:
         """Move the time axis of a clip value to index ``td``."""
         if clip.td == td:
@@ -145,8 +152,7 @@ class Rewriter:
         if all(c.collapsed for _, c in clips):
             # Time was pooled away: drop the length-1 axis and run the op as in 2D.
             squeezed = {a: self.call_method("squeeze", self.env[a][0], c.td) for a, c in clips}
-            args = fx.node.map_aggregate(node.args, lambda a: squeezed.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
-            kwargs = fx.node.map_aggregate(node.kwargs, lambda a: squeezed.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
+            args, kwargs = self.substitute(node, squeezed)
             self.note(LayerRecord(node_path(node), describe_target(self, node), "same op (time pooled)", "per-frame"))
             return self.emit_like(node, args, kwargs), None
         for arg, clip in clips:
@@ -156,8 +162,7 @@ class Rewriter:
         if not isinstance(out_shape, tuple) or not out_shape or out_shape[0] != self.batch_size:
             raise self.unsupported(node, "its output does not keep the batch axis first")
         folded = {a: self.call_function(layout.fold_time, self.env[a][0], c.td) for a, c in clips}
-        args = fx.node.map_aggregate(node.args, lambda a: folded.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
-        kwargs = fx.node.map_aggregate(node.kwargs, lambda a: folded.get(a, self.value(a)) if isinstance(a, fx.Node) else a)
+        args, kwargs = self.substitute(node, folded)
         out = self.emit_like(node, args, kwargs)
         how = "per-frame" if declared else "frame-wise"
         self.note(LayerRecord(node_path(node), describe_target(self, node), "same op on each frame", how))
@@ -222,12 +227,6 @@ def pointwise_result(rewriter: Rewriter, node: fx.Node) -> HandlerResult:
         elif info is not None:
             raise rewriter.unsupported(node, "it takes a sequence of tensors that carry time")
 
-    def sub(a: Any) -> Any:
-        if isinstance(a, fx.Node):
-            return replaced[a] if a in replaced else rewriter.env[a][0]
-        return a
-
-    args = fx.node.map_aggregate(node.args, sub)
-    kwargs = fx.node.map_aggregate(node.kwargs, sub)
+    args, kwargs = rewriter.substitute(node, replaced)
     collapsed = all(c.collapsed for _, c in clips)
     return rewriter.emit_like(node, args, kwargs), Clip(out_td, out_rank, collapsed)
