@@ -84,13 +84,18 @@ def default_input_size(model: nn.Module) -> tuple[int, int, int]:
 def _first_conv(model: nn.Module, graph: fx.Graph) -> Optional[str]:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     names = cfg.get("first_conv") if isinstance(cfg, dict) else None
-    called = {str(n.target) for n in graph.nodes if n.op == "call_module"}
+    """The path of the stem convolution. It may sit inside a leaf that has its own rule (a patch
+    embedding): then no convolution of the graph is the stem."""
+    called = [str(n.target) for n in graph.nodes if n.op == "call_module"]
     for name in [names] if isinstance(names, str) else list(names or []):
-        if name in called:
+        if any(name == c or name.startswith(c + ".") for c in called):
             return name
-    for node in graph.nodes:
-        if node.op == "call_module" and isinstance(model.get_submodule(str(node.target)), nn.Conv2d):
-            return str(node.target)
+    for path in called:
+        module = model.get_submodule(path)
+        if isinstance(module, nn.Conv2d):
+            return path
+        if any(isinstance(m, nn.Conv2d) for m in module.modules()):
+            return None
     return None
 
 
@@ -322,15 +327,16 @@ def inflate_model(
     model3d.__class__ = inflated_cls
     model3d._inflated_sources = sources
     report = InflationReport(tuple(rw.records))
-    per_frame_attention = [r.path for r in report.layers if "scaled_dot_product_attention" in r.op2d
-                           or (r.how == "frame-wise" and "attn" in r.path.lower())
-                           or (r.how == "per-frame" and r.op3d == "same op on each frame")]
+    per_frame_attention = [r.path for r in report.layers if ("scaled_dot_product_attention" in r.op2d
+                                                                and r.how == "per-frame")
+                           or r.op3d == "SpaceTimeAttention(frames)"
+                           or (r.how == "frame-wise" and "attn" in r.path.lower())]
     if per_frame_attention and resolved.attention != "frames":
         import warnings
 
         warnings.warn(
-            f"attention={resolved.attention!r} applies to timm's Attention modules only; {len(per_frame_attention)} "
-            f"other attention ops (first: '{per_frame_attention[0]}') attend within each frame", stacklevel=2)
+            f"attention={resolved.attention!r} could not be applied to {len(per_frame_attention)} attention ops "
+            f"(first: '{per_frame_attention[0]}'), which attend within each frame", stacklevel=2)
     model3d.inflation = InflationSettings(
         source=_source_name(model), t=t, policy=resolved.name, init=resolved.init, pad_mode=resolved.pad_mode,
         input_size=(channels, height, width), library_version=__version__, report=report,

@@ -309,6 +309,7 @@ def _register_timm() -> None:
     del DropBlock2d  # per-position masks differ per frame; left to the frame-wise fallback
 
     _register_timm_transformers()
+    _register_timm_attention()
     try:
         from timm.models.vgg import ConvMlp
     except ImportError:
@@ -327,72 +328,149 @@ def _register_timm() -> None:
 
 
 def _register_timm_transformers() -> None:
-    """Rules for timm's ViT building blocks: PatchEmbed → tubelets, Attention → space-time."""
-    from timm.layers import Attention, PatchEmbed
-
-    from ...rules.attention import temporal_branch_weights
+    """Rules for timm's patch embeddings → tubelet embeddings."""
+    from timm.layers import PatchEmbed
 
     def patch_embed(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
-        x, clip = _ncthw(rw, node)
         channels_last = not getattr(module, "flatten", True) and str(getattr(module, "output_fmt", "")).endswith("NHWC")
         if not (getattr(module, "flatten", True) or channels_last) or getattr(module, "dynamic_img_pad", False):
             return rw.frame_wise(node, "a patch embedding that outputs NCHW, or pads dynamically")
-        path = str(node.target)
-        conv = module.proj
-        spec = OpSpec("patch_embed", path, tuple(conv.kernel_size), tuple(conv.stride), (0, 0), role=rw.role(path))
-        weights = {"weight": to_numpy(conv.weight)}
-        if conv.bias is not None:
-            weights["bias"] = to_numpy(conv.bias)
-        time = rw.time_for(spec)
-        op, weights3d = get_rule("patch_embed").inflate(spec, time, weights)
-        proj = m3d.InflatedConv3d(conv.in_channels, conv.out_channels, op.kernel, op.stride, (0, 0), op.dilation, 1,
-                                  conv.bias is not None, (0, 0), "zeros", device="meta")
-        _set_params(proj, weights3d, conv)
-        slots = max(1, rw.t // op.kernel[0])
-        embed = m3d.PatchEmbed3d(proj, copy.deepcopy(module.norm), slots, channels_last=channels_last)
-        path = rw.replace_module(node, embed, _record(path, module, embed, op))
-        return rw.call_module(path, x), Clip(1, 4 if channels_last else 3, clip.collapsed)
-
-    def attention(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
-        x, clip = _self(rw, node)
-        extra_args = [a for a in list(node.args[1:]) + list(node.kwargs.values()) if a is not None and a is not False]
-        if any(not (isinstance(a, fx.Node) and a.op == "placeholder") for a in extra_args):
-            return rw.frame_wise(node, "attention with a mask computed inside the model")
-        if clip.rank2d != 3 or clip.td != 1:
-            return rw.frame_wise(node, "attention over tokens that are not (B, T, N, C)")
-        mode = rw.policy.attention
-        get_rule("attention")
-        if mode == "divided":
-            width = module.proj.out_features
-            extra = temporal_branch_weights({k: to_numpy(v) for k, v in module.state_dict().items()}, width)
-            temporal_attn = copy.deepcopy(module)
-            temporal_attn.load_state_dict({k[len("temporal_attn."):]: torch.from_numpy(v) for k, v in extra.items()
-                                           if k.startswith("temporal_attn.")})
-            temporal_fc = nn.Linear(width, width).to(module.proj.weight.dtype)
-            with torch.no_grad():
-                temporal_fc.weight.copy_(torch.from_numpy(extra["temporal_fc.weight"]))
-                temporal_fc.bias.copy_(torch.from_numpy(extra["temporal_fc.bias"]))
-            wrapped = m3d.SpaceTimeAttention(copy.deepcopy(module), mode, temporal_attn, temporal_fc)
-        else:
-            wrapped = m3d.SpaceTimeAttention(copy.deepcopy(module), mode)
-        record = LayerRecord(str(node.target), type(module).__name__, f"SpaceTimeAttention({mode})",
-                             "inflated" if mode != "frames" else "per-frame", 1, 1, "-")
-        path = rw.replace_module(node, wrapped, record)
-        # the model's own attn_mask / is_causal arguments pass through: the wrapper refuses non-defaults
-        return rw.call_module(path, x, *rw.value(tuple(node.args[1:])), **rw.value(dict(node.kwargs))), clip
+        return tubelet_embedding(rw, node, module, module.proj, module.norm,
+                                 "channels_last" if channels_last else "tokens")
 
     MODULE_HANDLERS[PatchEmbed] = patch_embed
-    MODULE_HANDLERS[Attention] = attention
+    from timm.models import pit
 
-    def windowed_block(rw: Rewriter, node: fx.Node, module: nn.Module) -> HandlerResult:
-        # Window attention partitions each frame into windows: the "frames" policy, on purpose.
-        # (3D windows as in Video Swin are not implemented yet.)
-        return rw.frame_wise(node, declared=True)
+    # PiT embeds overlapping patches with a plain conv and keeps the (B, C, H, W) map.
+    MODULE_HANDLERS[pit.ConvEmbedding] = lambda rw, node, module: tubelet_embedding(
+        rw, node, module, module.conv, None, "channels_first")
 
-    from timm.models import maxxvit, swin_transformer
 
+def tubelet_embedding(rw: Rewriter, node: fx.Node, module: nn.Module, conv: nn.Conv2d, norm: nn.Module | None,
+                      layout: str) -> HandlerResult:
+    """A patch embedding's conv → k_t×p×p tubelets with temporal stride k_t, plus a zero-initialised
+    temporal embedding (:class:`~.modules.PatchEmbed3d`). ``layout`` is that of its output."""
+    x, clip = _ncthw(rw, node)
+    path = str(node.target)
+    padding = conv.padding if not isinstance(conv.padding, str) else (0, 0)
+    if isinstance(conv.padding, str) and conv.padding != "valid" or conv.groups != 1 or conv.padding_mode != "zeros":
+        return rw.frame_wise(node, "a patch embedding conv with padding, groups or padding mode it has no rule for")
+    spec = OpSpec("patch_embed", path, tuple(conv.kernel_size), tuple(conv.stride), tuple(padding), role=rw.role(path))
+    weights = {"weight": to_numpy(conv.weight)}
+    if conv.bias is not None:
+        weights["bias"] = to_numpy(conv.bias)
+    op, weights3d = get_rule("patch_embed").inflate(spec, rw.time_for(spec), weights)
+    proj = m3d.InflatedConv3d(conv.in_channels, conv.out_channels, op.kernel, op.stride, tuple(padding), op.dilation,
+                              1, conv.bias is not None, (0, 0), "zeros", device="meta")
+    _set_params(proj, weights3d, conv)
+    slots = max(1, rw.t // op.kernel[0])
+    embed = m3d.PatchEmbed3d(proj, copy.deepcopy(norm) if norm is not None else nn.Identity(), slots, layout=layout)
+    path = rw.replace_module(node, embed, _record(path, module, embed, op))
+    out = {"tokens": Clip(1, 3), "channels_last": Clip(1, 4), "channels_first": Clip(2, 4)}[layout]
+    return rw.call_module(path, x), out.with_(collapsed=clip.collapsed)
+
+
+def _register_timm_attention() -> None:
+    """Rules for timm's attention modules and windowed attention blocks → SpaceTimeAttention."""
+    from timm.layers import Attention
+    from timm.models import beit, convit, eva, levit, maxxvit, mvitv2, swin_transformer, twins
+
+    # Plain ViT attention: joint attention sees all T'·N tokens at once.
+    MODULE_HANDLERS[Attention] = lambda rw, node, module: space_time_attention(rw, node, module, plain=True)
+    # Attention with position terms of its own (relative bias, rotary, local windows, gated positions).
+    for attention in (beit.Attention, eva.EvaAttention, twins.LocallyGroupedAttn, twins.GlobalSubSampleAttn,
+                      maxxvit.Attention2d, maxxvit.AttentionCl, convit.GPSA, convit.MHSA, levit.Attention,
+                      levit.AttentionDownsample, mvitv2.MultiScaleAttention, mvitv2.MultiScaleAttentionPoolFirst):
+        MODULE_HANDLERS[attention] = space_time_attention
+    # LeViT's Linear + BatchNorm1d over flattened tokens: per token, so per frame is exact.
+    MODULE_HANDLERS[levit.LinearNorm] = lambda rw, node, module: rw.frame_wise(node, declared=True)
+    # Windowed blocks: 3D windows spanning the clip (joint), temporal attention then windows (divided).
     for block in (swin_transformer.SwinTransformerBlock, maxxvit.PartitionAttentionCl, maxxvit.PartitionAttention2d):
-        MODULE_HANDLERS[block] = windowed_block
+        MODULE_HANDLERS[block] = lambda rw, node, module: space_time_attention(rw, node, module, block=True)
+
+
+def _enable_fused_attention(module: nn.Module) -> bool:
+    """Make every timm attention inside ``module`` call F.scaled_dot_product_attention (their
+    ``fused_attn`` switch); False when none has the switch (attention computed by hand)."""
+    found = False
+    for sub in module.modules():
+        if hasattr(sub, "fused_attn"):
+            sub.fused_attn, found = True, True
+    return found
+
+
+def space_time_attention(rw: Rewriter, node: fx.Node, module: nn.Module, plain: bool = False,
+                         block: bool = False) -> HandlerResult:
+    """An attention module (or a block holding one) → :class:`~.modules.SpaceTimeAttention`
+    with the policy's mode. "joint" needs the module to attend through
+    F.scaled_dot_product_attention; a module that computes attention by hand attends within
+    each frame instead, and the report says so (inflate_model warns)."""
+    from ...rules.attention import plain_attention_weights, temporal_branch_weights
+    from timm.layers import Attention
+
+    x, clip = _self(rw, node)
+    path = str(node.target)
+    if any(rw.info(a) is not None for a in node.all_input_nodes if a is not node.args[0]):
+        return rw.frame_wise(node, "attention inputs besides the tokens that carry time")
+    shape, out_shape = rw.meta(node.args[0]), rw.meta(node)
+    with_sizes = isinstance(out_shape, tuple) and len(out_shape) == 2 and isinstance(out_shape[0], tuple)
+    if with_sizes:  # (tokens, sizes), as MViTv2's attention returns
+        out_shape = out_shape[0]
+    if not isinstance(clip, Clip) or clip.collapsed or not isinstance(out_shape, tuple) or \
+            len(out_shape) != clip.rank2d or clip.rank2d < 3:
+        return rw.frame_wise(node, "attention over tokens whose layout it changes")
+    channel_axis = 1 if isinstance(module, _nchw_attention()) else clip.rank2d - 1
+    width = shape[channel_axis]
+    time_dim, channel_dim = clip.td, (channel_axis if channel_axis < clip.td else channel_axis + 1)
+    attn = copy.deepcopy(module)
+    mode = rw.policy.attention
+    from timm.models import convit, levit, mvitv2
+
+    on_tokens = clip.td == 1 and clip.rank2d == 3
+    # Attention with no position terms sees all T'·N tokens at once; attention computed by hand
+    # has its own joint form (timm_joint); the rest run on folded frames with joint SDPA calls.
+    joint = "sdpa"
+    if on_tokens:
+        joint = "tokens" if plain or type(module) is convit.MHSA else {
+            convit.GPSA: "gpsa", levit.Attention: "levit", levit.AttentionDownsample: "levit",
+            mvitv2.MultiScaleAttention: "mvit"}.get(type(module), "sdpa")
+    if mode == "joint" and joint == "sdpa" and not _enable_fused_attention(attn):
+        mode = "frames"  # computed by hand: no joint form (reported, and inflate_model warns)
+    get_rule("attention")
+    temporal_attn = temporal_fc = temporal_norm = None
+    if mode == "divided":
+        inner = getattr(module, "attn", module) if block else module
+        if block and getattr(module, "norm1", None) is not None:
+            temporal_norm = copy.deepcopy(module.norm1)
+        if isinstance(inner, Attention) and inner.proj.out_features == width and inner.qkv.in_features == width:
+            temporal_attn = copy.deepcopy(inner)  # a copy, with any q/k norms it has
+        else:
+            heads = getattr(inner, "num_heads", 1)
+            temporal_attn = Attention(width, num_heads=heads if width % heads == 0 else 1, qkv_bias=True)
+            temporal_attn = temporal_attn.to(dtype=next(module.parameters()).dtype)
+            plain_weights = plain_attention_weights({k: to_numpy(v) for k, v in inner.state_dict().items()}, width)
+            if plain_weights is not None:  # otherwise a fresh attention: temporal_fc = 0 keeps the 2D output
+                temporal_attn.load_state_dict({k: torch.from_numpy(v) for k, v in plain_weights.items()}, strict=False)
+        extra = temporal_branch_weights({}, width)
+        temporal_fc = nn.Linear(width, width).to(temporal_attn.qkv.weight.dtype)
+        with torch.no_grad():
+            temporal_fc.weight.copy_(torch.from_numpy(extra["temporal_fc.weight"]))
+            temporal_fc.bias.copy_(torch.from_numpy(extra["temporal_fc.bias"]))
+    wrapped = m3d.SpaceTimeAttention(attn, mode, temporal_attn, temporal_fc, temporal_norm,
+                                     joint=joint, time_dim=time_dim,
+                                     channel_dim=channel_dim, where=path)
+    record = LayerRecord(path, type(module).__name__, f"SpaceTimeAttention({mode})",
+                         "inflated" if mode != "frames" else "per-frame", 1, 1, "-")
+    path = rw.replace_module(node, wrapped, record)
+    # the model's own extra arguments (masks, rotary tables, sizes) pass through unchanged
+    out = rw.call_module(path, x, *rw.value(tuple(node.args[1:])), **rw.value(dict(node.kwargs)))
+    return out, ((clip, None) if with_sizes else clip)
+
+
+def _nchw_attention() -> tuple[type, ...]:
+    from timm.models import maxxvit
+
+    return (maxxvit.Attention2d, maxxvit.PartitionAttention2d)
 
 
 _register_timm()

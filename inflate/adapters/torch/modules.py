@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .space_time import JointAttention
+from .timm_joint import JOINT_FORMS
+
 __all__ = [
     "pad_time",
     "pad_same_spatial",
@@ -23,6 +26,8 @@ __all__ = [
     "BatchNormAct3d",
     "Upsample3d",
     "ConvMlp3d",
+    "PatchEmbed3d",
+    "SpaceTimeAttention",
 ]
 
 
@@ -260,16 +265,22 @@ class ConvMlp3d(nn.Module):
 
 
 class PatchEmbed3d(nn.Module):
-    """Tubelet embedding: (B, C, T, H, W) → tokens (B, T', N, D), T' = T / k_t, N = H/p · W/p.
+    """Tubelet embedding of a (B, C, T, H, W) clip, T' = T / k_t time slots, output as
+    ``layout``: "tokens" (B, T', N, D), "channels_last" (B, T', H', W', D) as Swin's NHWC
+    patch embedding, or "channels_first" (B, D, T', H', W') as PiT's.
 
-    ``proj`` is the k_t×p×p conv with stride (k_t, p, p); ``time_embed`` is a learned
-    per-time-slot embedding that starts at zero (resampled linearly for other clip lengths).
+    ``proj`` is the k_t×p×p conv with stride (k_t, s, s); ``time_embed`` (1, T', 1, D) is a
+    learned per-time-slot embedding that starts at zero (resampled linearly for other clip lengths).
     """
 
+    LAYOUTS = ("tokens", "channels_last", "channels_first")
+
     def __init__(self, proj: nn.Conv3d, norm: nn.Module, time_slots: int, temporal_embedding: bool = True,
-                 channels_last: bool = False) -> None:
+                 layout: str = "tokens") -> None:
         super().__init__()
-        self.channels_last = channels_last  # (B, T', H', W', D) tokens, as Swin's NHWC patch embedding
+        if layout not in self.LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}: use one of {self.LAYOUTS}")
+        self.layout = layout
         self.proj = proj
         self.norm = norm
         self.tubelet = proj.kernel_size[0]
@@ -279,7 +290,8 @@ class PatchEmbed3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, frames, height, width = x.shape
-        if frames % self.tubelet or height % self.patch_size[0] or width % self.patch_size[1]:
+        stride = self.proj.stride[1:]
+        if frames % self.tubelet or (self.patch_size == stride and (height % stride[0] or width % stride[1])):
             from ...core.errors import ShapeMismatchError
 
             raise ShapeMismatchError(
@@ -290,49 +302,98 @@ class PatchEmbed3d(nn.Module):
                 f"of the patch size {self.patch_size}",
             )
         x = self.proj(x)  # (B, D, T', H', W')
-        x = x.permute(0, 2, 3, 4, 1) if self.channels_last else x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
+        if self.layout == "tokens":
+            x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
+        elif self.layout == "channels_last":
+            x = x.permute(0, 2, 3, 4, 1)
         if self.time_embed is not None:
-            embed = self.time_embed if not self.channels_last else self.time_embed.unsqueeze(2)
-            if embed.shape[1] != x.shape[1]:
-                dim = embed.shape[-1]
-                resized = F.interpolate(self.time_embed.reshape(1, -1, dim).transpose(1, 2), size=x.shape[1],
-                                        mode="linear", align_corners=False).transpose(1, 2)  # (1, T', D)
-                embed = resized.reshape(1, x.shape[1], *([1] * (x.dim() - 3)), dim)
-            x = x + embed
+            x = x + self._time_embedding(x.shape[2 if self.layout == "channels_first" else 1])
         return self.norm(x)
+
+    def _time_embedding(self, slots: int) -> torch.Tensor:
+        """The temporal embedding for ``slots`` time slots, shaped to broadcast over the output."""
+        embed = self.time_embed  # (1, T', 1, D)
+        if embed.shape[1] != slots:
+            dim = embed.shape[-1]
+            embed = F.interpolate(embed.reshape(1, -1, dim).transpose(1, 2), size=slots, mode="linear",
+                                  align_corners=False).transpose(1, 2).reshape(1, slots, 1, dim)
+        if self.layout == "channels_last":
+            return embed.unsqueeze(2)  # (1, T', 1, 1, D)
+        if self.layout == "channels_first":
+            return embed.permute(0, 3, 1, 2).unsqueeze(-1)  # (1, D, T', 1, 1)
+        return embed
 
 
 class SpaceTimeAttention(nn.Module):
-    """Wraps a 2D token attention for (B, T', N, C) space-time tokens.
+    """Wraps a 2D attention module, or a block holding one, for inputs with a time axis.
 
-    * joint: one attention over all T'·N tokens (ViViT model 1);
-    * divided: a temporal attention over T' for each token position, added through
-      ``temporal_fc`` (zero at start, so the block starts as the image model), then the
-      spatial attention per time slot (TimeSformer's order);
-    * frames: the spatial attention per time slot only.
+    The input has time at ``time_dim`` and channels at ``channel_dim``: (B, T', N, C) tokens,
+    (B, T', H, W, C) maps, or (B, C, T', H, W) feature maps. Modes:
+
+    * joint: attention over all space-time tokens (ViViT model 1). Timm's plain ``Attention``
+      sees the T'·N tokens at once (``joint="tokens"``); other modules run on folded frames under
+      :class:`space_time.JointAttention` (``joint="sdpa"``), so windows become space-time
+      windows over the whole clip and position biases are tiled over temporal offsets;
+      attention computed by hand has its own joint form (``joint`` a key of
+      :data:`timm_joint.JOINT_FORMS`: ConViT's gated positional attention, LeViT's);
+    * divided: ``temporal_attn`` over T' at each position (after ``temporal_norm``), added
+      through ``temporal_fc`` (zero at start, so the model starts as the image model), then
+      the 2D module per time slot (TimeSformer's order);
+    * frames: the 2D module per time slot only.
     """
 
     def __init__(self, attn: nn.Module, mode: str, temporal_attn: nn.Module | None = None,
-                 temporal_fc: nn.Linear | None = None) -> None:
+                 temporal_fc: nn.Linear | None = None, temporal_norm: nn.Module | None = None,
+                 joint: str = "tokens", time_dim: int = 1, channel_dim: int = -1, where: str = "") -> None:
         super().__init__()
         self.attn = attn
         self.mode = mode
+        self.temporal_norm = temporal_norm
         self.temporal_attn = temporal_attn
         self.temporal_fc = temporal_fc
+        self.joint, self.time_dim, self.channel_dim, self.where = joint, time_dim, channel_dim, where
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        if attn_mask is not None or is_causal:
+    def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if self.joint == "tokens" and (kwargs.get("attn_mask") is not None or kwargs.get("is_causal")
+                                       or any(a is not None and a is not False for a in args)):
             from ...core.errors import InvalidInputError
 
             raise InvalidInputError("attention masks are not supported on space-time tokens; call without attn_mask")
-        batch, slots, tokens, dim = x.shape
-        if self.mode == "joint":
-            return self.attn(x.reshape(batch, slots * tokens, dim)).reshape(batch, slots, tokens, -1)
+        batch, slots = x.shape[0], x.shape[self.time_dim]
         if self.mode == "divided":
-            across_time = x.permute(0, 2, 1, 3).reshape(batch * tokens, slots, dim)
-            temporal = self.temporal_attn(across_time).reshape(batch, tokens, slots, dim).permute(0, 2, 1, 3)
-            x = x + self.temporal_fc(temporal)
-        return self.attn(x.reshape(batch * slots, tokens, dim)).reshape(batch, slots, tokens, -1)
+            x = x + self._temporal(x)
+        if self.mode == "joint" and self.joint == "tokens":
+            _, _, tokens, dim = x.shape
+            return self.attn(x.reshape(batch, slots * tokens, dim)).reshape(batch, slots, tokens, -1)
+        if self.mode == "joint" and self.joint in JOINT_FORMS:
+            return JOINT_FORMS[self.joint](self.attn, x, *args, **kwargs)
+        folded = x.movedim(self.time_dim, 1).flatten(0, 1)
+        if self.mode != "joint":
+            return self._unfold(self.attn(folded, *args, **kwargs), batch, slots)
+        with JointAttention(batch, slots, self.where) as joint:
+            y = self.attn(folded, *args, **kwargs)
+        if joint.calls == 0:
+            from ...core.errors import InflateError
+
+            raise InflateError(f"'{self.where}' computed attention without F.scaled_dot_product_attention, so it "
+                               "cannot span time; inflate with attention='frames' or 'divided'")
+        return self._unfold(y, batch, slots)
+
+    def _unfold(self, y: torch.Tensor | tuple, batch: int, slots: int) -> torch.Tensor | tuple:
+        """Frames back out of the batch; a module that also returns sizes (MViTv2) keeps them."""
+        if isinstance(y, tuple):
+            return (self._unfold(y[0], batch, slots), *y[1:])
+        return y.unflatten(0, (batch, slots)).movedim(1, self.time_dim)
+
+    def _temporal(self, x: torch.Tensor) -> torch.Tensor:
+        """The temporal branch: attention over time at every position, through temporal_fc."""
+        moved = x.movedim((self.time_dim, self.channel_dim), (-2, -1))
+        sequences = moved.reshape(-1, *moved.shape[-2:])  # (B·positions, T', C)
+        if self.temporal_norm is not None:
+            sequences = self.temporal_norm(sequences)
+        out = self.temporal_fc(self.temporal_attn(sequences))
+        return out.reshape(moved.shape).movedim((-2, -1), (self.time_dim, self.channel_dim))
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}"
+        return f"mode={self.mode!r}" + (f", joint={self.joint!r}" if self.mode == "joint" else "")
+

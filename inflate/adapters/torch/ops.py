@@ -13,7 +13,7 @@ from torch import fx
 
 from ...core.rules import get_rule
 from ...core.spec import OpSpec
-from . import layout
+from . import layout, space_time
 from .layout import Clip, dim_to_3d, normalize_dim
 from .rewriter import HandlerResult, LayerRecord, Rewriter, node_path, pointwise_result
 
@@ -250,8 +250,9 @@ FUNCTION_HANDLERS[torch.unbind] = unbind
 
 @register_function(F.scaled_dot_product_attention)
 def scaled_dot_product_attention(rw: Rewriter, node: fx.Node) -> HandlerResult:
-    """Attention over the last two axes (tokens, features): with time among the leading
-    (batch-like) axes it attends within each time step, i.e. per frame."""
+    """Attention over the last two axes (tokens, features) with time among the leading axes:
+    under the "joint" policy the time axis joins the tokens (:func:`space_time.joint_sdpa`,
+    masks and biases tiled over temporal offsets); otherwise it attends within each frame."""
     q, k, v = node.args[:3]
     infos = [rw.info(a) for a in (q, k, v)]
     if any(not isinstance(i, Clip) for i in infos) or len({(i.td, i.rank2d) for i in infos}) != 1:
@@ -259,11 +260,26 @@ def scaled_dot_product_attention(rw: Rewriter, node: fx.Node) -> HandlerResult:
     clip = infos[0]
     if clip.td > clip.rank2d - 2:
         return rw.frame_wise(node, "time among the token or feature axes")
-    extra = [a for a in list(node.args[3:]) + list(node.kwargs.values()) if isinstance(a, fx.Node)]
-    if any(rw.info(a) is not None for a in extra):
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+    bound = {**dict(zip(names, node.args)), **node.kwargs}
+    mask = bound.get("attn_mask")
+    mask_info = rw.info(mask) if isinstance(mask, fx.Node) else None
+    if any(rw.info(a) is not None for a in (bound.get(n) for n in names[4:]) if isinstance(a, fx.Node)):
+        return rw.frame_wise(node, "attention arguments that carry time")
+    if rw.policy.attention == "joint" and bound.get("is_causal") is not True and not bound.get("enable_gqa") and \
+            (mask_info is None or (isinstance(mask_info, Clip) and not mask_info.collapsed)):
+        # is_causal may be a model input (EVA's forward takes one): joint_sdpa refuses True when it runs
+        kwargs = {n: rw.value(bound[n]) for n in ("dropout_p", "is_causal", "scale") if n in bound}
+        if mask is not None:
+            kwargs["attn_mask"] = rw.value(mask)
+            kwargs["mask_time_dim"] = mask_info.td if mask_info is not None else None
+        rw.note(LayerRecord(node_path(node), "F.scaled_dot_product_attention", "joint over time slots", "inflated"))
+        q3, k3, v3 = (rw.value(a) for a in (q, k, v))
+        return rw.call_function(space_time.joint_sdpa, q3, k3, v3, clip.td, **kwargs), clip
+    if mask_info is not None:
         return rw.frame_wise(node, "a mask that carries time")
     aligned: dict[fx.Node, Any] = {}
-    for mask in extra:  # a (heads, N, N) bias must skip the time axis when it broadcasts
+    if isinstance(mask, fx.Node):  # a (heads, N, N) bias must skip the time axis when it broadcasts
         shape = rw.meta(mask)
         if isinstance(shape, tuple):
             pos = clip.td - (clip.rank2d - len(shape))
