@@ -169,3 +169,15 @@ def test_attention_computed_by_hand_falls_back_to_frames_with_a_warning(monkeypa
     with pytest.warns(UserWarning, match="could not be applied to .* attention ops"):
         _, report = inflate_model(model2d, t=4, attention="joint", return_report=True)
     assert any(r.op3d == "SpaceTimeAttention(frames)" for r in report.layers)
+
+
+@pytest.mark.parametrize("name,mode", [("twins_svt_small", "joint"), ("convit_tiny", "divided")])
+def test_space_time_attention_exports_to_onnx(tmp_path: Path, name: str, mode: str) -> None:
+    """Joint attention made by rewriting SDPA calls inside folded modules, and divided
+    attention's temporal branch, as onnxruntime runs them (export_onnx compares the two)."""
+    from inflate.export import export_onnx
+
+    model3d = inflate_model(randomize_weights(timm.create_model(name).eval()), t=4, attention=mode)
+    report = export_onnx(model3d, tmp_path / f"{name}.onnx")
+    print(f"\n{name} [{mode}] onnx: {report}")
+    assert report.max_abs_diff <= 1e-4 * max(1.0, report.max_abs_torch)

@@ -324,6 +324,13 @@ class PatchEmbed3d(nn.Module):
         return embed
 
 
+def _flag(value: object) -> object:
+    """A 0-d boolean tensor as the Python bool it stands for; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.dim() == 0:
+        return bool(value)
+    return value
+
+
 class SpaceTimeAttention(nn.Module):
     """Wraps a 2D attention module, or a block holding one, for inputs with a time axis.
 
@@ -359,6 +366,9 @@ class SpaceTimeAttention(nn.Module):
             from ...core.errors import InvalidInputError
 
             raise InvalidInputError("attention masks are not supported on space-time tokens; call without attn_mask")
+        # flags the model forwards from its own inputs (is_causal) arrive as tensors when traced for export
+        args = tuple(_flag(a) for a in args)
+        kwargs = {name: _flag(value) for name, value in kwargs.items()}
         batch, slots = x.shape[0], x.shape[self.time_dim]
         if self.mode == "divided":
             x = x + self._temporal(x)
@@ -387,12 +397,14 @@ class SpaceTimeAttention(nn.Module):
 
     def _temporal(self, x: torch.Tensor) -> torch.Tensor:
         """The temporal branch: attention over time at every position, through temporal_fc."""
-        moved = x.movedim((self.time_dim, self.channel_dim), (-2, -1))
-        sequences = moved.reshape(-1, *moved.shape[-2:])  # (B·positions, T', C)
+        rank = x.dim()  # non-negative axes: ONNX export of movedim mishandles negative ones
+        axes = (self.time_dim % rank, self.channel_dim % rank)
+        moved = x.movedim(axes, (rank - 2, rank - 1))
+        sequences = moved.reshape(-1, *moved.shape[rank - 2:])  # (B·positions, T', C)
         if self.temporal_norm is not None:
             sequences = self.temporal_norm(sequences)
         out = self.temporal_fc(self.temporal_attn(sequences))
-        return out.reshape(moved.shape).movedim((-2, -1), (self.time_dim, self.channel_dim))
+        return out.reshape(moved.shape).movedim((rank - 2, rank - 1), axes)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}" + (f", joint={self.joint!r}" if self.mode == "joint" else "")

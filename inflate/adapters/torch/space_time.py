@@ -28,8 +28,12 @@ __all__ = ["joint_sdpa", "JointAttention"]
 
 def _joint_mask(mask: torch.Tensor, mask_time_dim: int | None, slots: int) -> torch.Tensor:
     """(..., [T,] L, S) → (..., T·L, T·S): entry ((t, i), (t', j)) is mask[..., t, i, j]."""
-    mask = mask.movedim(mask_time_dim, -3) if mask_time_dim is not None else mask.unsqueeze(-3)
-    mask = mask.unsqueeze(-2)  # (..., T|1, L, 1, S)
+    # Axis indices are kept non-negative: ONNX export of movedim mishandles negative ones.
+    if mask_time_dim is not None:
+        mask = mask.movedim(mask_time_dim, mask.dim() - 3)
+    else:
+        mask = mask.unsqueeze(mask.dim() - 2)
+    mask = mask.unsqueeze(mask.dim() - 1)  # (..., T|1, L, 1, S)
     *lead, _, length, _, keys = mask.shape
     return mask.expand(*lead, slots, length, slots, keys).reshape(*lead, slots * length, slots * keys)
 
@@ -49,14 +53,17 @@ def joint_sdpa(
     query, key and value) merged into the token axis: every query attends to the keys of
     every time slot. ``attn_mask`` (without time, or with it at ``mask_time_dim``) is tiled
     over the temporal offsets. Returns the output with time back at ``time_dim``."""
+    if isinstance(is_causal, torch.Tensor):  # a model input, as traced for export
+        is_causal = bool(is_causal)
     if is_causal:
         raise InvalidInputError("joint space-time attention has no causal form; use attention='frames' or 'divided'")
-    slots, length = query.shape[time_dim], query.shape[-2]
-    q, k, v = (t.movedim(time_dim, -3).flatten(-3, -2) for t in (query, key, value))
+    rank = query.dim()
+    slots, length = query.shape[time_dim], query.shape[rank - 2]
+    q, k, v = (t.movedim(time_dim, rank - 3).flatten(rank - 3, rank - 2) for t in (query, key, value))
     if attn_mask is not None:
         attn_mask = _joint_mask(attn_mask, mask_time_dim, slots)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
-    return out.unflatten(-2, (slots, length)).movedim(-3, time_dim)
+    return out.unflatten(rank - 3, (slots, length)).movedim(rank - 3, time_dim)
 
 
 class JointAttention(TorchFunctionMode):
