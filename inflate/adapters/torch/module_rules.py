@@ -405,8 +405,7 @@ def space_time_attention(rw: Rewriter, node: fx.Node, module: nn.Module, plain: 
     with the policy's mode. "joint" needs the module to attend through
     F.scaled_dot_product_attention; a module that computes attention by hand attends within
     each frame instead, and the report says so (inflate_model warns)."""
-    from ...rules.attention import plain_attention_weights, temporal_branch_weights
-    from timm.layers import Attention
+    from timm.models import convit, levit, mvitv2
 
     x, clip = _self(rw, node)
     path = str(node.target)
@@ -424,8 +423,6 @@ def space_time_attention(rw: Rewriter, node: fx.Node, module: nn.Module, plain: 
     time_dim, channel_dim = clip.td, (channel_axis if channel_axis < clip.td else channel_axis + 1)
     attn = copy.deepcopy(module)
     mode = rw.policy.attention
-    from timm.models import convit, levit, mvitv2
-
     on_tokens = clip.td == 1 and clip.rank2d == 3
     # Attention with no position terms sees all T'·N tokens at once; attention computed by hand
     # has its own joint form (timm_joint); the rest run on folded frames with joint SDPA calls.
@@ -439,23 +436,7 @@ def space_time_attention(rw: Rewriter, node: fx.Node, module: nn.Module, plain: 
     get_rule("attention")
     temporal_attn = temporal_fc = temporal_norm = None
     if mode == "divided":
-        inner = getattr(module, "attn", module) if block else module
-        if block and getattr(module, "norm1", None) is not None:
-            temporal_norm = copy.deepcopy(module.norm1)
-        if isinstance(inner, Attention) and inner.proj.out_features == width and inner.qkv.in_features == width:
-            temporal_attn = copy.deepcopy(inner)  # a copy, with any q/k norms it has
-        else:
-            heads = getattr(inner, "num_heads", 1)
-            temporal_attn = Attention(width, num_heads=heads if width % heads == 0 else 1, qkv_bias=True)
-            temporal_attn = temporal_attn.to(dtype=next(module.parameters()).dtype)
-            plain_weights = plain_attention_weights({k: to_numpy(v) for k, v in inner.state_dict().items()}, width)
-            if plain_weights is not None:  # otherwise a fresh attention: temporal_fc = 0 keeps the 2D output
-                temporal_attn.load_state_dict({k: torch.from_numpy(v) for k, v in plain_weights.items()}, strict=False)
-        extra = temporal_branch_weights({}, width)
-        temporal_fc = nn.Linear(width, width).to(temporal_attn.qkv.weight.dtype)
-        with torch.no_grad():
-            temporal_fc.weight.copy_(torch.from_numpy(extra["temporal_fc.weight"]))
-            temporal_fc.bias.copy_(torch.from_numpy(extra["temporal_fc.bias"]))
+        temporal_attn, temporal_fc, temporal_norm = _temporal_branch(module, block, width)
     wrapped = m3d.SpaceTimeAttention(attn, mode, temporal_attn, temporal_fc, temporal_norm,
                                      joint=joint, time_dim=time_dim,
                                      channel_dim=channel_dim, where=path)
@@ -465,6 +446,32 @@ def space_time_attention(rw: Rewriter, node: fx.Node, module: nn.Module, plain: 
     # the model's own extra arguments (masks, rotary tables, sizes) pass through unchanged
     out = rw.call_module(path, x, *rw.value(tuple(node.args[1:])), **rw.value(dict(node.kwargs)))
     return out, ((clip, None) if with_sizes else clip)
+
+
+def _temporal_branch(module: nn.Module, block: bool, width: int) -> tuple[nn.Module, nn.Linear, nn.Module | None]:
+    """Divided attention's additions for ``module``: a timm ``Attention`` over time copying the
+    spatial attention's projections (a fresh one when they cannot be read; ``temporal_fc`` = 0
+    keeps the 2D output either way), the zero ``temporal_fc``, and for a block its ``norm1``."""
+    from timm.layers import Attention
+
+    from ...rules.attention import plain_attention_weights, temporal_branch_weights
+
+    like = next(module.parameters())
+    inner = getattr(module, "attn", module) if block else module
+    norm = copy.deepcopy(module.norm1) if block and getattr(module, "norm1", None) is not None else None
+    if isinstance(inner, Attention) and inner.proj.out_features == width and inner.qkv.in_features == width:
+        temporal_attn = copy.deepcopy(inner)  # a copy, with any q/k norms it has
+    else:
+        heads = getattr(inner, "num_heads", 1)
+        temporal_attn = Attention(width, num_heads=heads if width % heads == 0 else 1, qkv_bias=True)
+        weights = plain_attention_weights({k: to_numpy(v) for k, v in inner.state_dict().items()}, width)
+        if weights is not None:
+            temporal_attn.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        temporal_attn = temporal_attn.to(device=like.device, dtype=like.dtype)
+    temporal_fc = nn.Linear(width, width, device=like.device, dtype=like.dtype)
+    zero = temporal_branch_weights({}, width)
+    _set_params(temporal_fc, {"weight": zero["temporal_fc.weight"], "bias": zero["temporal_fc.bias"]}, temporal_fc)
+    return temporal_attn, temporal_fc, norm
 
 
 def _nchw_attention() -> tuple[type, ...]:
