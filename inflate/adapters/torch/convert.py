@@ -82,10 +82,10 @@ def default_input_size(model: nn.Module) -> tuple[int, int, int]:
 
 
 def _first_conv(model: nn.Module, graph: fx.Graph) -> Optional[str]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    names = cfg.get("first_conv") if isinstance(cfg, dict) else None
     """The path of the stem convolution. It may sit inside a leaf that has its own rule (a patch
     embedding): then no convolution of the graph is the stem."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    names = cfg.get("first_conv") if isinstance(cfg, dict) else None
     called = [str(n.target) for n in graph.nodes if n.op == "call_module"]
     for name in [names] if isinstance(names, str) else list(names or []):
         if any(name == c or name.startswith(c + ".") for c in called):

@@ -104,24 +104,26 @@ def _emit(rw: Rewriter, node: fx.Node, module: nn.Module, module3d: nn.Module, o
 
 # ----- convolution -----
 
-def _conv_spec(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool) -> OpSpec:
+def _conv_spec(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool, kind: str = "conv") -> OpSpec:
     padding: Any = conv.padding
     if isinstance(padding, str):  # torch's "same" (stride 1) pads as TF does; "valid" is none
         padding = "same" if padding == "same" else (0, 0)
     return OpSpec(
-        "conv", path, tuple(conv.kernel_size), tuple(conv.stride),
+        kind, path, tuple(conv.kernel_size), tuple(conv.stride),
         "same" if same or padding == "same" else tuple(padding),
         tuple(conv.dilation), conv.groups, role=rw.role(path),
     )
 
 
-def inflate_conv_module(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool = False) -> tuple[nn.Module, InflatedOp]:
-    """Build the :class:`~.modules.InflatedConv3d` for a 2D convolution at ``path``."""
-    spec = _conv_spec(rw, path, conv, same)
+def inflate_conv_module(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool = False,
+                        kind: str = "conv") -> tuple[nn.Module, InflatedOp]:
+    """Build the :class:`~.modules.InflatedConv3d` for a 2D convolution at ``path`` with the
+    rule ``kind`` ("conv", or "patch_embed" for a patch embedding's tubelets)."""
+    spec = _conv_spec(rw, path, conv, same, kind)
     weights = {"weight": to_numpy(conv.weight)}
     if conv.bias is not None:
         weights["bias"] = to_numpy(conv.bias)
-    op, weights3d = get_rule("conv").inflate(spec, rw.time_for(spec), weights)
+    op, weights3d = get_rule(kind).inflate(spec, rw.time_for(spec), weights)
     conv3d = m3d.InflatedConv3d(
         conv.in_channels, conv.out_channels, op.kernel, op.stride, op.padding, op.dilation, op.groups,
         conv.bias is not None, op.time_pads, op.time_pad_mode, device="meta",
@@ -352,17 +354,9 @@ def tubelet_embedding(rw: Rewriter, node: fx.Node, module: nn.Module, conv: nn.C
     temporal embedding (:class:`~.modules.PatchEmbed3d`). ``layout`` is that of its output."""
     x, clip = _ncthw(rw, node)
     path = str(node.target)
-    padding = conv.padding if not isinstance(conv.padding, str) else (0, 0)
-    if isinstance(conv.padding, str) and conv.padding != "valid" or conv.groups != 1 or conv.padding_mode != "zeros":
+    if conv.padding == "same" or conv.groups != 1 or conv.padding_mode != "zeros":
         return rw.frame_wise(node, "a patch embedding conv with padding, groups or padding mode it has no rule for")
-    spec = OpSpec("patch_embed", path, tuple(conv.kernel_size), tuple(conv.stride), tuple(padding), role=rw.role(path))
-    weights = {"weight": to_numpy(conv.weight)}
-    if conv.bias is not None:
-        weights["bias"] = to_numpy(conv.bias)
-    op, weights3d = get_rule("patch_embed").inflate(spec, rw.time_for(spec), weights)
-    proj = m3d.InflatedConv3d(conv.in_channels, conv.out_channels, op.kernel, op.stride, tuple(padding), op.dilation,
-                              1, conv.bias is not None, (0, 0), "zeros", device="meta")
-    _set_params(proj, weights3d, conv)
+    proj, op = inflate_conv_module(rw, path, conv, kind="patch_embed")
     slots = max(1, rw.t // op.kernel[0])
     embed = m3d.PatchEmbed3d(proj, copy.deepcopy(norm) if norm is not None else nn.Identity(), slots, layout=layout)
     path = rw.replace_module(node, embed, _record(path, module, embed, op))
@@ -454,23 +448,25 @@ def _temporal_branch(module: nn.Module, block: bool, width: int) -> tuple[nn.Mod
     keeps the 2D output either way), the zero ``temporal_fc``, and for a block its ``norm1``."""
     from timm.layers import Attention
 
-    from ...rules.attention import plain_attention_weights, temporal_branch_weights
+    from ...rules.attention import temporal_branch_weights
 
     like = next(module.parameters())
     inner = getattr(module, "attn", module) if block else module
     norm = copy.deepcopy(module.norm1) if block and getattr(module, "norm1", None) is not None else None
+    weights = temporal_branch_weights({k: to_numpy(v) for k, v in inner.state_dict().items()}, width)
     if isinstance(inner, Attention) and inner.proj.out_features == width and inner.qkv.in_features == width:
         temporal_attn = copy.deepcopy(inner)  # a copy, with any q/k norms it has
     else:
         heads = getattr(inner, "num_heads", 1)
         temporal_attn = Attention(width, num_heads=heads if width % heads == 0 else 1, qkv_bias=True)
-        weights = plain_attention_weights({k: to_numpy(v) for k, v in inner.state_dict().items()}, width)
-        if weights is not None:
-            temporal_attn.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        copied = {k[len("temporal_attn."):]: torch.from_numpy(v) for k, v in weights.items()
+                  if k.startswith("temporal_attn.")}
+        if copied:
+            temporal_attn.load_state_dict(copied)
         temporal_attn = temporal_attn.to(device=like.device, dtype=like.dtype)
     temporal_fc = nn.Linear(width, width, device=like.device, dtype=like.dtype)
-    zero = temporal_branch_weights({}, width)
-    _set_params(temporal_fc, {"weight": zero["temporal_fc.weight"], "bias": zero["temporal_fc.bias"]}, temporal_fc)
+    _set_params(temporal_fc, {"weight": weights["temporal_fc.weight"], "bias": weights["temporal_fc.bias"]},
+                temporal_fc)
     return temporal_attn, temporal_fc, norm
 
 

@@ -361,14 +361,14 @@ class SpaceTimeAttention(nn.Module):
         self.joint, self.time_dim, self.channel_dim, self.where = joint, time_dim, channel_dim, where
 
     def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        # flags the model forwards from its own inputs (is_causal) arrive as tensors when traced for export
+        args = tuple(_flag(a) for a in args)
+        kwargs = {name: _flag(value) for name, value in kwargs.items()}
         if self.joint == "tokens" and (kwargs.get("attn_mask") is not None or kwargs.get("is_causal")
                                        or any(a is not None and a is not False for a in args)):
             from ...core.errors import InvalidInputError
 
             raise InvalidInputError("attention masks are not supported on space-time tokens; call without attn_mask")
-        # flags the model forwards from its own inputs (is_causal) arrive as tensors when traced for export
-        args = tuple(_flag(a) for a in args)
-        kwargs = {name: _flag(value) for name, value in kwargs.items()}
         batch, slots = x.shape[0], x.shape[self.time_dim]
         if self.mode == "divided":
             x = x + self._temporal(x)

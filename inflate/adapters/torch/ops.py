@@ -260,7 +260,7 @@ def scaled_dot_product_attention(rw: Rewriter, node: fx.Node) -> HandlerResult:
     clip = infos[0]
     if clip.td > clip.rank2d - 2:
         return rw.frame_wise(node, "time among the token or feature axes")
-    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+    names = space_time.SDPA_ARGUMENTS
     bound = {**dict(zip(names, node.args)), **node.kwargs}
     mask = bound.get("attn_mask")
     mask_info = rw.info(mask) if isinstance(mask, fx.Node) else None

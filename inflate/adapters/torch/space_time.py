@@ -23,7 +23,10 @@ from torch.overrides import TorchFunctionMode
 
 from ...core.errors import InvalidInputError, ShapeMismatchError
 
-__all__ = ["joint_sdpa", "JointAttention"]
+__all__ = ["joint_sdpa", "JointAttention", "SDPA_ARGUMENTS"]
+
+#: F.scaled_dot_product_attention's positional arguments, in order.
+SDPA_ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
 
 
 def _joint_mask(mask: torch.Tensor, mask_time_dim: int | None, slots: int) -> torch.Tensor:
@@ -84,8 +87,7 @@ class JointAttention(TorchFunctionMode):
         kwargs = dict(kwargs or {})
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
-        names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
-        bound = {**dict(zip(names, args)), **kwargs}
+        bound = {**dict(zip(SDPA_ARGUMENTS, args)), **kwargs}
         if bound.pop("enable_gqa", False):
             raise InvalidInputError(f"{self.where}: grouped-query attention has no joint space-time form here")
         query, key, value = bound.pop("query"), bound.pop("key"), bound.pop("value")
