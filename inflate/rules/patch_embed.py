@@ -10,5 +10,6 @@ from .conv import conv_weights
 
 @register_rule("patch_embed", weights=conv_weights)
 def inflate_patch_embed(op: OpSpec, time: TimeSpec) -> InflatedOp:
-    """Patch embedding: non-overlapping k_t-frame tubelets (ViViT), kernel tiled or centred."""
-    return windowed(op, time)
+    """Patch embedding: non-overlapping k_t-frame tubelets (ViViT), kernel tiled or centred.
+    Tubelets never pad in time, whatever padding an override asks for."""
+    return windowed(op, time.with_(padding=(0, 0)))
