@@ -8,7 +8,7 @@ from .clips import EVAL_VIEWS, STREAMS, ClipDataset, clip_starts, collate_clips,
 from .layouts import LAYOUTS, VideoRecord, VideoSet, discover
 from .loader import EpochSampler, ShardSampler, ShuffleSampler, build_loader, set_loader_epoch, worker_init
 from .normalization import I3D_MEAN, I3D_STD, input_normalization
-from .synthetic import DIRECTIONS, make_motion_dataset, motion_frames
+from .synthetic import DIRECTIONS, make_motion_dataset, motion_frames, motion_track
 from .video import (
     VIDEO_SUFFIXES,
     FrameIndex,
@@ -59,5 +59,6 @@ __all__ = [
     "worker_init",
     "make_motion_dataset",
     "motion_frames",
+    "motion_track",
     "DIRECTIONS",
 ]

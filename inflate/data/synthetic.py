@@ -18,7 +18,7 @@ import numpy as np
 from ..core.errors import InvalidInputError
 from .video import write_video
 
-__all__ = ["DIRECTIONS", "motion_frames", "make_motion_dataset"]
+__all__ = ["DIRECTIONS", "motion_track", "motion_frames", "make_motion_dataset"]
 
 DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}
 
@@ -30,37 +30,47 @@ def _texture(rng: np.random.Generator, height: int, width: int, cell: int) -> np
     return 0.75 * blocks + 0.25 * rng.uniform(0, 255, size=(height, width, 3))
 
 
-def motion_frames(direction: str, rng: np.random.Generator, *, frames: int, size: int, step: int) -> np.ndarray:
-    """(frames, size, size, 3) uint8 frames of one video whose square moves ``step`` px/frame in ``direction``."""
+def motion_track(direction: str, rng: np.random.Generator, *, frames: int, size: int, step: int) -> tuple[int, np.ndarray]:
+    """The square's side and its (top, left) corner in each frame: (frames, 2) ints.
+
+    Along the motion axis the start is uniform over the positions that keep the square in view
+    for the whole video; across it, uniform over the frame. "left" and "up" mirror "right" and
+    "down", so each direction's positions have the same distribution as its opposite's.
+    """
     if direction not in DIRECTIONS:
         raise InvalidInputError(f"unknown direction {direction!r}; choose from {', '.join(DIRECTIONS)}")
     dy, dx = DIRECTIONS[direction]
     travel = step * (frames - 1)
-    side_max = max(4, min(size // 3, size - travel - 1))
-    side = int(rng.integers(max(4, size // 5), side_max + 1)) if side_max > max(4, size // 5) else side_max
-    if side + travel > size:
+    smallest = max(4, size // 5)
+    largest = min(size // 3, size - travel - 1)
+    if largest < 4:
         raise InvalidInputError(
             f"a square moving {step} px/frame for {frames} frames does not fit in {size}x{size}; "
             f"use fewer frames, a smaller step or a larger size"
         )
-    # A muted background and a high-contrast square: the square is easy to see in any frame,
-    # but where it is says nothing about where it goes.
-    background = 48 + 0.6 * _texture(rng, size, size, max(2, size // 8))
-    cells = rng.integers(0, 2, size=(-(-side // 3), -(-side // 3), 3)) * 255.0
-    tint = rng.uniform(0.5, 1.0, size=3)
-    square = np.repeat(np.repeat(cells, 3, axis=0), 3, axis=1)[:side, :side] * tint
-    # Along the motion axis the start keeps the square in view; across it, anywhere.
+    side = int(rng.integers(min(smallest, largest), largest + 1))
     free = size - side
     along = int(rng.integers(0, free - travel + 1))
     across = int(rng.integers(0, free + 1))
-    video = np.empty((frames, size, size, 3), dtype=np.uint8)
-    for t in range(frames):
-        moved = along + t * step
-        position = moved if (dy + dx) > 0 else free - moved  # left/up start on the far side
-        top, left = (position, across) if dy else (across, position)
-        frame = background.copy()
-        frame[top:top + side, left:left + side] = square
-        video[t] = frame.astype(np.uint8)
+    moved = along + np.arange(frames) * step
+    position = moved if (dy + dx) > 0 else free - moved  # left/up start on the far side
+    across_all = np.full(frames, across)
+    track = np.stack([position, across_all] if dy else [across_all, position], axis=1)
+    return side, track
+
+
+def motion_frames(direction: str, rng: np.random.Generator, *, frames: int, size: int, step: int) -> np.ndarray:
+    """(frames, size, size, 3) uint8 frames of one video whose square moves ``step`` px/frame in ``direction``."""
+    side, track = motion_track(direction, rng, frames=frames, size=size, step=step)
+    # A muted background and a high-contrast square: the square is easy to see in any frame,
+    # but where it is says nothing about where it goes.
+    background = (48 + 0.6 * _texture(rng, size, size, max(2, size // 8))).astype(np.uint8)
+    cells = rng.integers(0, 2, size=(-(-side // 3), -(-side // 3), 3)) * 255.0
+    tint = rng.uniform(0.5, 1.0, size=3)
+    square = (np.repeat(np.repeat(cells, 3, axis=0), 3, axis=1)[:side, :side] * tint).astype(np.uint8)
+    video = np.repeat(background[None], frames, axis=0)
+    for t, (top, left) in enumerate(track):
+        video[t, top:top + side, left:left + side] = square
     return video
 
 

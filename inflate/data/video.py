@@ -134,6 +134,7 @@ def _demux_index(container, stream, path: Path) -> FrameIndex:
     pts: list[int] = []
     keys: list[int] = []
     sequential = False
+    reorders = bool(stream.codec_context.has_b_frames)
     for packet in container.demux(stream):
         if packet.size == 0 or packet.is_discard or packet.is_corrupt:
             continue  # flush packets, edit-list prerolls and damaged packets yield no frame
@@ -147,7 +148,23 @@ def _demux_index(container, stream, path: Path) -> FrameIndex:
     ordered = sorted(pts)
     if sequential or len(set(ordered)) != len(ordered):
         return FrameIndex(tuple(range(len(pts))), (), True)
-    return FrameIndex(tuple(ordered), tuple(sorted(keys)), False)
+    index = FrameIndex(tuple(ordered), tuple(sorted(keys)), False)
+    if reorders and pts == ordered and not _decoded_in_order(path, index):
+        # A codec that reorders frames, yet packets in presentation order: the container made
+        # its timestamps up from the decode order (B-frames in AVI), so they cannot be used.
+        index.sequential = True
+    return index
+
+
+def _decoded_in_order(path: Path, index: FrameIndex, frames: int = 48) -> bool:
+    """Whether the first decoded frames carry the index's first timestamps, in order."""
+    expected = index.pts[:frames]
+    got = []
+    for frame in _decode_from_start(path):
+        got.append(frame.pts)
+        if len(got) == len(expected):
+            break
+    return tuple(got) == expected
 
 
 def frame_index(path: str | os.PathLike[str]) -> FrameIndex:
@@ -185,7 +202,9 @@ def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
     if size is None:
         return frame.to_ndarray(format="rgb24")
     height, width = size
-    return frame.reformat(width=width, height=height, format="rgb24", interpolation="BILINEAR").to_ndarray()
+    # swscale's area filter when shrinking (anti-aliased, as OpenCV's INTER_AREA), bilinear when growing.
+    interpolation = "AREA" if height < frame.height else "BILINEAR"
+    return frame.reformat(width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
 
 
 def _decode_from_start(path: Path):
@@ -265,7 +284,8 @@ def read_frames(
 
     Only the frames needed are decoded (seek, then decode forward). ``indices`` may repeat and
     be in any order; each must lie in [0, count_frames(path)). ``short_side`` resizes each frame
-    so its short side has that many pixels, aspect kept (FFmpeg's swscale, bilinear). Pass the
+    so its short side has that many pixels, aspect kept (FFmpeg's swscale: area
+    filter when shrinking, bilinear when growing). Pass the
     ``index`` from :func:`frame_index` to skip demuxing the file again (datasets cache it per path).
     Raises :class:`VideoReadError` naming the file when it cannot be decoded or lacks a frame.
     """
