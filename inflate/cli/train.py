@@ -63,6 +63,7 @@ def train(
     accum: Annotated[int, typer.Option("--accum", help="Accumulate gradients over this many batches per step.")] = 1,
     label_smoothing: Annotated[float, typer.Option("--label-smoothing")] = 0.0,
     scale_jitter: Annotated[Optional[List[int]], typer.Option("--scale-jitter", help="Random short side in [MIN, MAX]·SIZE/224 (SlowFast: 256 320); give it twice: --scale-jitter 256 --scale-jitter 320.")] = None,
+    flip: Annotated[float, typer.Option("--flip", help="Probability of a left-right flip of a training clip; 0 where a mirror changes the class (left vs right motion, Something-Something).")] = 0.5,
     workers: WorkersOpt = 4,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: DeviceOpt = None,
@@ -93,7 +94,7 @@ def train(
         overrides=parse_overrides(override), attention=attention, tubelet=tubelet, optimizer=optimizer, lr=lr,
         schedule=schedule or ("cosine" if optimizer == "adamw" else "step"),
         milestones=tuple(milestones) if milestones else (0.4, 0.8), warmup_epochs=warmup, weight_decay=weight_decay,
-        clip_grad=clip_grad, accum=accum, label_smoothing=label_smoothing, scale_jitter=_parse_jitter(scale_jitter),
+        clip_grad=clip_grad, accum=accum, label_smoothing=label_smoothing, scale_jitter=_parse_jitter(scale_jitter), flip=flip,
         workers=workers, seed=seed, device=device, precision=precision, channels_last=channels_last,
         compile=compile_, cudnn_benchmark=cudnn_benchmark, sync_bn=sync_bn, val_every=val_every,
         tensorboard=not no_tensorboard)

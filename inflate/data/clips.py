@@ -145,7 +145,10 @@ class ClipDataset(Dataset):
         num_clips: int = 10,
         num_crops: int = 3,
         seed: int = 0,
+        flip: float = 0.5,
     ) -> None:
+        if not 0.0 <= flip <= 1.0:
+            raise InvalidInputError(f"flip is a probability in [0, 1], got {flip}")
         if frames < 1 or stride < 1 or size < 1:
             raise InvalidInputError(f"frames, stride and size must be positive, got {frames}, {stride}, {size}")
         if stream not in STREAMS:
@@ -179,6 +182,7 @@ class ClipDataset(Dataset):
         self.eval_views = eval_views
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
         self.seed = int(seed)
+        self.flip = float(flip)  # 0 for classes that a mirror changes (left/right motion, Something-Something)
         # Per-path caches, per process (each worker builds its own; nothing global).
         self._indices: dict[Path, FrameIndex] = {}
         self._flow_paths: dict[str, Path] = {}
@@ -222,7 +226,7 @@ class ClipDataset(Dataset):
             _, height, width, _ = data.shape
             top = int(rng.integers(0, height - self.size + 1))
             left = int(rng.integers(0, width - self.size + 1))
-            flip = bool(rng.random() < 0.5)
+            flip = bool(rng.random() < self.flip)
             return self._finish(data, top, left, flip)
         if self.eval_views == "center":
             times = self._times(max((length - self.span) // 2, 0), length)

@@ -68,6 +68,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # augmentation and loading
     scale_jitter: Optional[tuple[int, int]] = None
+    flip: float = 0.5
     workers: int = 4
     seed: int = 0
     # machine
@@ -103,6 +104,8 @@ class TrainConfig:
             raise InvalidInputError(f"--milestones are fractions of the run in (0, 1), got {list(self.milestones)}")
         if self.clip_grad is not None and self.clip_grad <= 0:
             raise InvalidInputError(f"--clip-grad must be > 0, got {self.clip_grad}")
+        if not 0.0 <= self.flip <= 1.0:
+            raise InvalidInputError(f"--flip is a probability in [0, 1], got {self.flip}")
         if self.scale_jitter is not None and not 0 < self.scale_jitter[0] <= self.scale_jitter[1]:
             raise InvalidInputError(f"--scale-jitter MIN MAX needs 0 < MIN <= MAX, got {list(self.scale_jitter)}")
         return self

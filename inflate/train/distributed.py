@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "setup", "teardown", "all_sum", "gather_objects", "barrier"]
+__all__ = ["Context", "setup", "teardown", "all_sum", "gather_objects", "barrier", "average_buffers"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,17 @@ def gather_objects(value: object, context: Context) -> list[object]:
 def barrier(context: Context) -> None:
     if context.distributed:
         dist.barrier()
+
+
+def average_buffers(model: torch.nn.Module, context: Context) -> None:
+    """Average the floating buffers (BN running statistics) over the ranks, as timm's ``distribute_bn``.
+
+    DDP keeps parameters equal but each rank updates its own running statistics, so without
+    this the ranks would validate, and rank 0 would save, statistics of one shard only.
+    """
+    if not context.distributed:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(context.world_size)

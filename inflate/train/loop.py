@@ -24,7 +24,7 @@ from torch import nn
 from ..core.errors import InvalidInputError
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .distributed import Context, all_sum, barrier, gather_objects, setup, teardown
+from .distributed import Context, all_sum, average_buffers, barrier, gather_objects, setup, teardown
 
 __all__ = ["fit", "RunResult", "make_optimizer", "make_scheduler", "precision_settings", "Reporter"]
 
@@ -141,7 +141,7 @@ class Reporter:
         if not self.enabled:
             return
         if self.progress is not None:
-            self.progress.console.print(text, highlight=False, markup=False)
+            self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
         else:
             import sys
 
@@ -164,10 +164,10 @@ def build_data(cfg: TrainConfig, context: Context) -> tuple[Any, Any, list[str],
     mean, std = ((0.0,) * 2, (1.0,) * 2) if cfg.stream == "flow" else input_normalization(_norm_name(cfg))
     common = dict(frames=cfg.frames, stride=cfg.stride, size=cfg.size, stream=cfg.stream, flow_root=flow_root(cfg),
                   mean=mean, std=std, seed=cfg.seed)
-    train_data = ClipDataset(train_set, train=True, scale_jitter=cfg.scale_jitter, **common)
+    train_data = ClipDataset(train_set, train=True, scale_jitter=cfg.scale_jitter, flip=cfg.flip, **common)
     val_data = ClipDataset(val_set, train=False, eval_views="center", **common)
     loaders = [build_loader(d, batch=cfg.batch, workers=cfg.workers, train=train, seed=cfg.seed,
-                            distributed=context.distributed, drop_last=False)
+                            distributed=context.distributed)
                for d, train in ((train_data, True), (val_data, False))]
     return loaders[0], loaders[1], list(train_set.classes), train_set
 
@@ -201,7 +201,8 @@ def train_one_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimi
     from ..data import set_loader_epoch
 
     model.train()
-    set_loader_epoch(loader, epoch)
+    if hasattr(loader, "sampler"):  # a DataLoader; benchmarks also pass plain iterables of batches
+        set_loader_epoch(loader, epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     task = reporter.start(epoch + 1, len(loader))
     loss_sum = correct = seen = 0.0
@@ -470,6 +471,7 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
             row.update(train_one_epoch(model, train_loader, optimizer, scheduler, scaler, cfg, context, amp_dtype,
                                        channels_last, reporter, epoch, on_failed, writer, epoch * steps_per_epoch))
             shards = gather_objects(sorted(row.pop("indices")), context)
+            average_buffers(bare, context)
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 row.update(validate(bare if context.distributed else model, val_loader, val_labels, context,
                                     amp_dtype, channels_last, on_failed))
