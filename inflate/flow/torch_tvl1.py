@@ -24,6 +24,7 @@ Tensors are (N, C, H, W) float32, N frame pairs; nothing loops over pixels in Py
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -101,13 +102,56 @@ def _remap_cubic(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
 
+def _batcher_pairs(lo: int, hi: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort network on wires lo..hi (inclusive; hi - lo + 1 a power of two)."""
+
+    def merge(lo: int, hi: int, r: int) -> list[tuple[int, int]]:
+        step = r * 2
+        if step < hi - lo:
+            return merge(lo, hi, step) + merge(lo + r, hi, step) + [(i, i + r) for i in range(lo + r, hi - r, step)]
+        return [(lo, lo + r)]
+
+    if hi - lo < 1:
+        return []
+    mid = lo + (hi - lo) // 2
+    return _batcher_pairs(lo, mid) + _batcher_pairs(mid + 1, hi) + merge(lo, hi, 1)
+
+
+@lru_cache(maxsize=4)
+def _median_network(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """Compare-exchanges (i, j, keep min on i, keep max on j) that leave the median of ``count`` wires on wire count // 2.
+
+    Batcher's network for the next power of two, with the padding wires taken as +inf (their
+    comparators do nothing) and every comparator the median does not depend on pruned away.
+    """
+    size = 1 << (count - 1).bit_length()
+    pairs = [(i, j) for i, j in _batcher_pairs(0, size - 1) if j < count]
+    needed, kept = {count // 2}, []
+    for i, j in reversed(pairs):
+        want_min, want_max = i in needed, j in needed
+        if want_min or want_max:
+            kept.append((i, j, want_min, want_max))
+            needed.update((i, j))
+    return tuple(reversed(kept))
+
+
 def _median(x: torch.Tensor, kernel: int) -> torch.Tensor:
-    """k×k median of every channel of (N, C, H, W), replicated border (cv::medianBlur)."""
+    """k×k median of every channel of (N, C, H, W), replicated border (cv::medianBlur), by a sorting network.
+
+    Elementwise minima and maxima over shifted views: fast on every device and fusable, where
+    torch.median over unfolded patches sorts 25 values per pixel.
+    """
     r = kernel // 2
-    n, c, h, w = x.shape
+    height, width = x.shape[-2:]
     padded = F.pad(x, (r, r, r, r), mode="replicate")
-    patches = padded.unfold(2, kernel, 1).unfold(3, kernel, 1).reshape(n, c, h, w, kernel * kernel)
-    return patches.median(dim=-1).values
+    wires = [padded[..., i:i + height, j:j + width] for i in range(kernel) for j in range(kernel)]
+    for i, j, want_min, want_max in _median_network(kernel * kernel):
+        a, b = wires[i], wires[j]
+        if want_min:
+            wires[i] = torch.minimum(a, b)
+        if want_max:
+            wires[j] = torch.maximum(a, b)
+    return wires[kernel * kernel // 2].contiguous()
 
 
 def _primal_dual_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: torch.Tensor, grad: torch.Tensor,
@@ -139,28 +183,44 @@ def _primal_dual_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: to
     return u_new, px_new, py_new, change
 
 
-StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+class _MaybeCompiled:
+    """``fn`` through torch.compile, falling back to ``fn`` itself (same numbers) if compiling fails."""
+
+    def __init__(self, fn: Callable[..., object]) -> None:
+        self.fn = fn
+        self.compiled: Optional[Callable[..., object]]
+        try:
+            self.compiled = torch.compile(fn, dynamic=True)
+        except Exception:  # torch.compile unsupported on this platform or build
+            self.compiled = None
+
+    def __call__(self, *args: object) -> object:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:  # no working compiler (e.g. no C++ toolchain or Triton)
+                warnings.warn(f"torch.compile of the TV-L1 {self.fn.__name__} failed ({type(error).__name__}: "
+                              f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); running eagerly")
+                self.compiled = None
+        return self.fn(*args)
 
 
-def _step_function(device: torch.device, compile: Optional[bool]) -> StepFn:
-    """The inner iteration, compiled by torch.compile where asked for (and where it works), else eager."""
+@lru_cache(maxsize=2)
+def _compiled(name: str) -> _MaybeCompiled:
+    return _MaybeCompiled({"step": _primal_dual_step, "median": _median}[name])
+
+
+def _functions(device: torch.device, compile: Optional[bool]) -> tuple[Callable[..., object], Callable[..., object]]:
+    """(step, median): compiled by torch.compile where asked for (default: on CUDA), else eager."""
     if compile is None:
         compile = device.type == "cuda" and os.environ.get("INFLATE_FLOW_COMPILE", "1") != "0"
     if not compile:
-        return _primal_dual_step
-    return _compiled_step()
+        return _primal_dual_step, _median
+    return _compiled("step"), _compiled("median")
 
 
-@lru_cache(maxsize=1)
-def _compiled_step() -> StepFn:
-    try:
-        return torch.compile(_primal_dual_step, dynamic=True, fullgraph=True)
-    except Exception:  # no compiler for this platform: the eager step gives the same numbers
-        return _primal_dual_step
-
-
-def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params, step_fn: StepFn,
-               check_every: int) -> torch.Tensor:
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
+               step_fn: Callable[..., object], median_fn: Callable[..., object], check_every: int) -> torch.Tensor:
     """procOneScale: ``warps`` warps of outer/inner iterations on one pyramid level; returns the new flow."""
     n, channels, height, width = u.shape
     i1x, i1y = _centred_gradient(i1)
@@ -189,7 +249,7 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
         all_active, iteration, finished = check_every == 1, 0, False
         for _outer in range(params.outer_iterations):
             if median:
-                filtered = _median(u[:, :2], median)
+                filtered = median_fn(u[:, :2], median)
                 if not all_active:
                     filtered = torch.where(active[:, None, None, None], filtered, u[:, :2])
                 u = torch.cat((filtered, u[:, 2:]), dim=1) if channels == 3 else filtered
@@ -229,13 +289,13 @@ def tvl1_pairs(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Para
         i0s.append(_resize(i0s[-1], size, (scale, scale)))
         i1s.append(_resize(i1s[-1], size, (scale, scale)))
     channels = 3 if params.gamma else 2
-    step_fn = _step_function(i0.device, compile)
+    step_fn, median_fn = _functions(i0.device, compile)
     # A host sync per check: free on the CPU, a stall on CUDA, so CUDA checks every few iterations.
     check_every = 1 if i0.device.type == "cpu" else 10
     h, w = sizes[-1]
     u = torch.zeros(n, channels, h, w, device=i0.device, dtype=torch.float32)
     for level in range(len(sizes) - 1, -1, -1):
-        u = _one_scale(i0s[level], i1s[level], u, params, step_fn, check_every)
+        u = _one_scale(i0s[level], i1s[level], u, params, step_fn, median_fn, check_every)
         if level == 0:
             break
         u = _resize(u, sizes[level - 1])
