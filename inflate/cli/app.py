@@ -7,6 +7,7 @@ import typer
 from .. import __version__
 from .check import check
 from .convert import convert
+from .flow import EXIT_RULE, flow
 from .inspect_file import inspect
 from .listing import list_
 from .weights import weights
@@ -19,6 +20,7 @@ EXAMPLES = [
     ("inflate inspect resnet50_t8.safetensors", "what an exported file holds"),
     ("inflate convert model2d.onnx -t 8 -o model3d.onnx", "inflate an ONNX graph, checked in onnxruntime"),
     ("inflate weights r50.safetensors r50_3d.safetensors -t 8", "inflate a weight file, no model code"),
+    ("inflate flow UCF-101/ ucf101_flow/", "TV-L1 flow of every video as uint8 .npz (torch on a GPU, else OpenCV)"),
 ]
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
@@ -55,6 +57,7 @@ app.command("check")(check)
 app.command("list")(list_)
 app.command("inspect")(inspect)
 app.command("weights")(weights)
+app.command("flow", epilog=EXIT_RULE)(flow)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
