@@ -7,6 +7,7 @@ import typer
 from .. import __version__
 from .check import check
 from .convert import convert
+from .flow import EXIT_RULE, flow
 from .inspect_file import inspect
 from .listing import list_
 from .train import evaluate, predict, train
@@ -24,6 +25,7 @@ EXAMPLES = [
      "fine-tune I3D (DeepMind's Kinetics weights) on videos/train/<class>/*, validate on videos/val"),
     ("inflate evaluate runs/rgb --flow runs/flow --data videos/ --json", "two-stream late fusion, video and clip top-1/top-5"),
     ("inflate predict runs/rgb clip.mp4", "top-5 labels of one video"),
+    ("inflate flow UCF-101/ ucf101_flow/", "TV-L1 flow of every video as uint8 .npz (torch on a GPU, else OpenCV)"),
 ]
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
@@ -63,6 +65,7 @@ app.command("weights")(weights)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("predict")(predict)
+app.command("flow", epilog=EXIT_RULE)(flow)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
