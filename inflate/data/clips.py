@@ -320,8 +320,8 @@ class ClipDataset(Dataset):
             crop = flip_flow(crop) if flip else crop
             return torch.from_numpy(np.ascontiguousarray(crop.transpose(3, 0, 1, 2), dtype=np.float32))
         if flip:
-            crop = crop[:, :, ::-1]
-        pixels = torch.from_numpy(np.ascontiguousarray(crop)).permute(3, 0, 1, 2)
+            crop = np.ascontiguousarray(crop[:, :, ::-1])  # torch takes no negative strides
+        pixels = torch.from_numpy(crop).permute(3, 0, 1, 2)
         if not self.normalize:
             return pixels.contiguous()
         clip = torch.empty(pixels.shape, dtype=torch.float32)

@@ -10,9 +10,11 @@ and stopping after the last one; a seek that lands late, or a file whose packets
 no usable timestamps, is read from the start instead, so the answer is always the same
 as a full sequential decode.
 
-Where PyAV is not installed (a bare CUDA machine), OpenCV's FFmpeg reader is used:
-it decodes from the start (``grab`` without colour conversion up to the frames wanted),
-which is exact but slower for clips deep into long videos.
+Where PyAV is not installed (a bare CUDA machine), OpenCV's FFmpeg reader is used: it
+counts frames by decoding them all, and reads a clip by decoding forward (``grab`` without
+colour conversion up to the frames wanted), from the start or, for a clip that starts past
+frame 24, from OpenCV's own seek, which finds frames by timestamp and frame rate and is
+exact for constant-frame-rate files only.
 
 FFmpeg's own threads are limited with :func:`set_decode_threads` (one per DataLoader
 worker, set by the loader's ``worker_init_fn``), so N workers use N cores, not N².
@@ -159,7 +161,7 @@ def _demux_index(container, stream, path: Path) -> FrameIndex:
     return index
 
 
-def _decoded_in_order(path: Path, index: FrameIndex, frames: int = 48) -> bool:
+def _decoded_in_order(path: Path, index: FrameIndex, frames: int = 16) -> bool:
     """Whether the first decoded frames carry the index's first timestamps, in order."""
     expected = index.pts[:frames]
     got = []
@@ -359,6 +361,10 @@ def _cv2_resize(image: np.ndarray, short_side: int | None) -> np.ndarray:
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+# Below this first frame, decoding from the start is cheaper than a seek.
+_CV2_SEEK_AFTER = 24
+
+
 def _cv2_frames(path: Path, wanted: Sequence[int] | None, short_side: int | None):
     import cv2
 
@@ -367,12 +373,21 @@ def _cv2_frames(path: Path, wanted: Sequence[int] | None, short_side: int | None
     last = math.inf if wanted is None else max(wanted)
     try:
         number = 0
+        if wanted and min(wanted) > _CV2_SEEK_AFTER and capture.set(cv2.CAP_PROP_POS_FRAMES, min(wanted)):
+            # OpenCV seeks by timestamp (frame number / frame rate) to the keyframe before, then
+            # decodes forward: exact for constant-frame-rate files, which is what it can promise.
+            number = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
+            if number != min(wanted):
+                capture.release()
+                capture = _cv2_capture(path)
+                number = 0
         while number <= last and capture.grab():
             if wanted_set is None or number in wanted_set:
                 ok, bgr = capture.retrieve()
                 if not ok:
                     raise VideoReadError(f"{path}: frame {number} could not be decoded")
-                yield _cv2_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short_side)
+                # Resize first: colour conversion then runs on the smaller image.
+                yield cv2.cvtColor(_cv2_resize(bgr, short_side), cv2.COLOR_BGR2RGB)
             number += 1
     finally:
         capture.release()
