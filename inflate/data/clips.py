@@ -210,8 +210,10 @@ class ClipDataset(Dataset):
         record = self.records[index]
         try:
             clip = self.load(index, epoch)
-        except (InflateError, OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        except Exception as error:  # noqa: BLE001 - one bad file must not kill a worker and the epoch
+            reason = str(error).splitlines()[0] if str(error) else ""
+            if not isinstance(error, (InflateError, OSError, ValueError, EOFError, zipfile.BadZipFile)):
+                reason = f"{type(error).__name__}: {reason}"  # unexpected: keep the kind visible
             message = reason if reason.startswith(str(record.path)) else f"{record.path}: {reason}"
             return {"error": message, "index": index}
         return {"clip": clip, "label": record.label, "index": index}

@@ -237,6 +237,9 @@ def test_flow_found_from_a_subfolder_and_missing_flow_is_an_error_sample(flow_vi
     assert dataset[(0, 0)]["clip"].shape == (2, 2, SIZE, SIZE)
     missing = ClipDataset(videos, frames=2, size=SIZE, train=False, stream="flow", flow_root=flows)
     assert "no flow file" in missing[(0, 0)]["error"]
+    target.write_bytes(b"PK\x03\x04 not a zip")  # a flow file cut short
+    corrupt = ClipDataset(videos, frames=2, size=SIZE, train=False, stream="flow", flow_root=moved)
+    assert corrupt[(0, 0)]["error"].startswith(str(videos.records[0].path))
 
 
 # --- loaders -----------------------------------------------------------------------------------------------
