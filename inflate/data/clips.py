@@ -125,7 +125,8 @@ class ClipDataset(Dataset):
 
     ``mean``/``std`` normalise RGB in [0, 1] (:func:`~inflate.data.input_normalization`); flow
     is in [-1, 1] and left as it is. ``normalize=False`` returns RGB clips as uint8 (a quarter
-    of the bytes to pin and copy): normalise them on the device with :func:`normalize_clip`. Items are ``(index, epoch)`` (a plain index means epoch 0);
+    of the bytes to pin and copy): normalise them on the device with :func:`normalize_clip`.
+    Items are ``(index, epoch)`` (a plain index means epoch 0);
     a sample is ``{"clip", "label", "index"}``, or ``{"error": "<path>: <reason>", "index"}`` for
     a video that cannot be read: a worker never raises for one bad video.
     """

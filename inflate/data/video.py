@@ -250,7 +250,9 @@ def _read_sequential(path: Path, wanted: Sequence[int], short_side: int | None) 
     return out
 
 
-def _read_by_pts(path: Path, index: FrameIndex, wanted: Sequence[int], short_side: int | None) -> dict[int, np.ndarray] | None:
+def _read_by_pts(
+    path: Path, index: FrameIndex, wanted: Sequence[int], short_side: int | None
+) -> dict[int, np.ndarray] | None:
     """Seek to the keyframe before the first wanted frame, decode forward; None when the seek landed late."""
     by_pts = {index.pts[i]: i for i in wanted}
     first_pts = index.pts[min(wanted)]

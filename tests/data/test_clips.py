@@ -14,7 +14,7 @@ from inflate import InvalidInputError
 from inflate.data import (ClipDataset, VideoRecord, VideoSet, build_loader, clip_starts, collate_clips,
                           crop_offsets, discover, flip_flow, read_all_frames, resize_flow, set_loader_epoch,
                           short_side_for, write_video)
-from inflate.flow.store import BOUND, dequantize, flow_path, quantize, save_flow
+from inflate.flow.store import dequantize, flow_path, quantize, save_flow
 
 SIZE = 32
 SHORT = short_side_for(SIZE)  # 37
@@ -60,7 +60,7 @@ def test_eval_center_clip(videos):
 
 
 def _match_training_clip(clip: torch.Tensor, full: np.ndarray, frames: int, stride: int):
-    """The (start, top, left, flip) that reproduce ``clip`` (normalised with 0.5/0.5) from ``full``, searched exhaustively."""
+    """The (start, top, left, flip) that reproduce ``clip`` (normalised 0.5/0.5) from ``full``: exhaustive search."""
     pixels = np.rint((clip.numpy().transpose(1, 2, 3, 0) * 0.5 + 0.5) * 255)
     assert np.abs(pixels - (clip.numpy().transpose(1, 2, 3, 0) * 0.5 + 0.5) * 255).max() < 1e-3
     pixels = pixels.astype(np.uint8)
