@@ -4,7 +4,8 @@ Decoding uses PyAV (OpenCV's reader where PyAV is missing); torch is needed for 
 and loaders. See :func:`discover`, :class:`ClipDataset` and :func:`build_loader`.
 """
 
-from .clips import EVAL_VIEWS, STREAMS, ClipDataset, clip_starts, collate_clips, crop_offsets, flip_flow, resize_flow, short_side_for
+from .clips import (EVAL_VIEWS, STREAMS, ClipDataset, clip_starts, collate_clips, crop_offsets, flip_flow, normalize_clip,
+                    resize_flow, short_side_for)
 from .layouts import LAYOUTS, VideoRecord, VideoSet, discover
 from .loader import EpochSampler, ShardSampler, ShuffleSampler, build_loader, set_loader_epoch, worker_init
 from .normalization import I3D_MEAN, I3D_STD, input_normalization
@@ -44,6 +45,7 @@ __all__ = [
     "I3D_STD",
     "ClipDataset",
     "collate_clips",
+    "normalize_clip",
     "STREAMS",
     "EVAL_VIEWS",
     "short_side_for",

@@ -38,6 +38,7 @@ __all__ = [
     "EVAL_VIEWS",
     "ClipDataset",
     "collate_clips",
+    "normalize_clip",
     "short_side_for",
     "clip_starts",
     "crop_offsets",
@@ -123,7 +124,9 @@ class ClipDataset(Dataset):
     differ in length, so load them one per batch.
 
     ``mean``/``std`` normalise RGB in [0, 1] (:func:`~inflate.data.input_normalization`); flow
-    is in [-1, 1] and left as it is. Items are ``(index, epoch)`` (a plain index means epoch 0);
+    is in [-1, 1] and left as it is. ``normalize=False`` returns RGB clips as uint8 (a quarter
+    of the bytes to pin and copy): normalise them on the device with :func:`normalize_clip`.
+    Items are ``(index, epoch)`` (a plain index means epoch 0);
     a sample is ``{"clip", "label", "index"}``, or ``{"error": "<path>: <reason>", "index"}`` for
     a video that cannot be read: a worker never raises for one bad video.
     """
@@ -145,6 +148,7 @@ class ClipDataset(Dataset):
         num_clips: int = 10,
         num_crops: int = 3,
         seed: int = 0,
+        normalize: bool = True,
         flip: float = 0.5,
     ) -> None:
         if not 0.0 <= flip <= 1.0:
@@ -178,6 +182,10 @@ class ClipDataset(Dataset):
         self.flow_root = Path(flow_root) if flow_root is not None else None
         self.mean = torch.tensor([float(v) for v in mean], dtype=torch.float32).view(-1, 1, 1, 1)
         self.std = torch.tensor([float(v) for v in std], dtype=torch.float32).view(-1, 1, 1, 1)
+        # x / 255 normalised is x · scale + shift: two passes instead of three.
+        self._scale = 1.0 / (255.0 * self.std)
+        self._shift = -self.mean / self.std
+        self.normalize = bool(normalize) or stream == "flow"
         self.scale_jitter = scale_jitter
         self.eval_views = eval_views
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
@@ -207,8 +215,10 @@ class ClipDataset(Dataset):
         record = self.records[index]
         try:
             clip = self.load(index, epoch)
-        except (InflateError, OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        except Exception as error:  # noqa: BLE001 - one bad file must not kill a worker and the epoch
+            reason = str(error).splitlines()[0] if str(error) else ""
+            if not isinstance(error, (InflateError, OSError, ValueError, EOFError, zipfile.BadZipFile)):
+                reason = f"{type(error).__name__}: {reason}"  # unexpected: keep the kind visible
             message = reason if reason.startswith(str(record.path)) else f"{record.path}: {reason}"
             return {"error": message, "index": index}
         return {"clip": clip, "label": record.label, "index": index}
@@ -317,9 +327,13 @@ class ClipDataset(Dataset):
             crop = flip_flow(crop) if flip else crop
             return torch.from_numpy(np.ascontiguousarray(crop.transpose(3, 0, 1, 2), dtype=np.float32))
         if flip:
-            crop = crop[:, :, ::-1]
-        clip = torch.from_numpy(np.ascontiguousarray(crop.transpose(3, 0, 1, 2))).to(torch.float32)
-        return clip.div_(255.0).sub_(self.mean).div_(self.std)
+            crop = np.ascontiguousarray(crop[:, :, ::-1])  # torch takes no negative strides
+        pixels = torch.from_numpy(crop).permute(3, 0, 1, 2)
+        if not self.normalize:
+            return pixels.contiguous()
+        clip = torch.empty(pixels.shape, dtype=torch.float32)
+        clip.copy_(pixels)  # converts and transposes in one pass
+        return clip.mul_(self._scale).add_(self._shift)
 
     # -- whole videos, for prediction ---------------------------------------------------------------------------
 
@@ -328,6 +342,19 @@ class ClipDataset(Dataset):
         data = read_all_frames(path, short_side=max(self.size, short_side_for(self.size)))
         (top, left), = crop_offsets(data.shape[1], data.shape[2], self.size, 1)
         return self._finish(data, top, left, False)
+
+
+def normalize_clip(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 RGB clips (…, 3, T, H, W), on any device, → float32 ``(x / 255 - mean) / std``.
+
+    What :class:`ClipDataset` does in its workers, for clips it returned with ``normalize=False``.
+    """
+    if clip.dim() < 4 or clip.shape[-4] != len(mean):
+        raise InvalidInputError(f"expected clips (…, {len(mean)}, T, H, W), got shape {tuple(clip.shape)}")
+    shape = (len(mean), 1, 1, 1)
+    mean_t = torch.tensor([float(v) for v in mean], dtype=torch.float32, device=clip.device).view(shape)
+    std_t = torch.tensor([float(v) for v in std], dtype=torch.float32, device=clip.device).view(shape)
+    return clip.to(torch.float32).mul_(1.0 / (255.0 * std_t)).add_(-mean_t / std_t)
 
 
 def collate_clips(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

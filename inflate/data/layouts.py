@@ -217,7 +217,9 @@ def _discover_ucf(data: Path, split: str, split_file: Path | None, split_id: int
         relative = line.split()[0]
         class_name = relative.replace("\\", "/").split("/")[0]
         if class_name not in lookup:
-            raise InvalidInputError(f"{split_file}: '{relative}' is in class '{class_name}', which {class_file} does not list")
+            raise InvalidInputError(
+                f"{split_file}: '{relative}' is in class '{class_name}', which {class_file} does not list"
+            )
         path, table = _resolve(root, relative, table)
         if path is None:
             missing.append(relative)
@@ -248,7 +250,9 @@ def _hmdb_split_folder(data: Path, split_file: Path | None) -> Path | None:
 def _discover_hmdb(data: Path, split: str, split_file: Path | None, split_id: int, classes: list[str] | None) -> VideoSet:
     folder = _hmdb_split_folder(data, split_file)
     if folder is None:
-        raise InvalidInputError(f"{data}: no <class>_test_split{{1,2,3}}.txt files (looked in {data / 'testTrainMulti_7030_splits'})")
+        raise InvalidInputError(
+            f"{data}: no <class>_test_split{{1,2,3}}.txt files (looked in {data / 'testTrainMulti_7030_splits'})"
+        )
     files = {m.group("cls"): folder / p.name for p in folder.iterdir()
              if (m := _HMDB_SPLIT.match(p.name)) and int(m.group("id")) == split_id}
     if not files:
@@ -365,7 +369,9 @@ def discover(
     if split_file is not None and not split_file.exists():
         raise InvalidInputError(f"split file {split_file} does not exist")
     if not any(data.iterdir()):
-        raise InvalidInputError(f"data folder {data} is empty; expected {data}/<class>/<video> or {data}/train/<class>/<video>")
+        raise InvalidInputError(
+            f"data folder {data} is empty; expected {data}/<class>/<video> or {data}/train/<class>/<video>"
+        )
     if layout == "auto":
         layout = _detect(data, split_file)
     if layout == "folder":

@@ -87,13 +87,15 @@ def make_motion_dataset(
     fps: int = 25,
     step: int | None = None,
     codec: str = "h264",
+    gop: int | None = None,
 ) -> Path:
     """Write ``root/<split>/<class>/<class>_NNNN.mp4`` (or ``root/<class>/…`` with ``splits=()``) and return ``root``.
 
     ``per_class`` videos per class for the first split, ``per_class_val`` (default: the same)
     for the others, each ``frames`` frames of ``size``² at ``fps``, h264 yuv420p (mpeg4 where
     libx264 is missing). ``step`` is the motion in pixels per frame (default ``max(1, size // 32)``,
-    2 at 64²). The same ``seed`` writes the same frames; each split draws its own videos.
+    2 at 64²). ``gop`` is the keyframe interval (None: the encoder's). The same ``seed``
+    writes the same frames; each split draws its own videos.
     """
     root = Path(root)
     if per_class < 1:
@@ -111,5 +113,5 @@ def make_motion_dataset(
             for video_number in range(count):
                 rng = np.random.default_rng((seed, split_number, class_number, video_number))
                 video = motion_frames(name, rng, frames=frames, size=size, step=step)
-                write_video(folder / name / f"{name}_{video_number:04d}.mp4", video, fps=fps, codec=codec)
+                write_video(folder / name / f"{name}_{video_number:04d}.mp4", video, fps=fps, codec=codec, gop=gop)
     return root

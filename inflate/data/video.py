@@ -10,9 +10,11 @@ and stopping after the last one; a seek that lands late, or a file whose packets
 no usable timestamps, is read from the start instead, so the answer is always the same
 as a full sequential decode.
 
-Where PyAV is not installed (a bare CUDA machine), OpenCV's FFmpeg reader is used:
-it decodes from the start (``grab`` without colour conversion up to the frames wanted),
-which is exact but slower for clips deep into long videos.
+Where PyAV is not installed (a bare CUDA machine), OpenCV's FFmpeg reader is used: it
+counts frames by decoding them all, and reads a clip by decoding forward (``grab`` without
+colour conversion up to the frames wanted), from the start or, for a clip that starts past
+frame 24, from OpenCV's own seek, which finds frames by timestamp and frame rate and is
+exact for constant-frame-rate files only.
 
 FFmpeg's own threads are limited with :func:`set_decode_threads` (one per DataLoader
 worker, set by the loader's ``worker_init_fn``), so N workers use N cores, not N².
@@ -33,8 +35,9 @@ from ..core.errors import InvalidInputError
 
 try:  # PyAV is a runtime dependency, but a CUDA box without it can still decode with OpenCV.
     import av
+    from av.video.reformatter import VideoReformatter
 except ImportError:  # pragma: no cover - exercised on machines without PyAV
-    av = None
+    av = VideoReformatter = None
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -52,8 +55,9 @@ __all__ = [
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
-# 0 lets FFmpeg pick (all cores); the DataLoader's worker_init_fn sets 1 per worker.
-_DECODE_THREADS = 0
+# One decoding thread: FFmpeg's own pool (0 = one per core) is created at every open, which costs
+# more than it gains over the few dozen frames of a clip, and N DataLoader workers must use N cores.
+_DECODE_THREADS = 1
 
 
 class VideoReadError(InvalidInputError):
@@ -61,7 +65,7 @@ class VideoReadError(InvalidInputError):
 
 
 def set_decode_threads(threads: int) -> None:
-    """How many threads FFmpeg may use per decoder in this process (0: FFmpeg's choice)."""
+    """How many threads FFmpeg (and OpenCV) may use per decoder in this process: 1 by default, 0 for one per core."""
     global _DECODE_THREADS
     _DECODE_THREADS = max(0, int(threads))
     try:
@@ -121,7 +125,9 @@ def _open(path: Path):
         raise VideoReadError(f"{path}: holds no video stream")
     stream = container.streams.video[0]
     stream.thread_count = _DECODE_THREADS
-    stream.thread_type = "AUTO" if _DECODE_THREADS != 1 else "SLICE"
+    # Slice threads only: frame threads delay each frame by one per thread, which costs more than
+    # it gains over the few dozen frames a clip decodes.
+    stream.thread_type = "SLICE"
     return container, stream
 
 
@@ -156,7 +162,7 @@ def _demux_index(container, stream, path: Path) -> FrameIndex:
     return index
 
 
-def _decoded_in_order(path: Path, index: FrameIndex, frames: int = 48) -> bool:
+def _decoded_in_order(path: Path, index: FrameIndex, frames: int = 16) -> bool:
     """Whether the first decoded frames carry the index's first timestamps, in order."""
     expected = index.pts[:frames]
     got = []
@@ -198,13 +204,18 @@ def count_frames(path: str | os.PathLike[str]) -> int:
     return len(frame_index(path))
 
 
-def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
-    if size is None:
-        return frame.to_ndarray(format="rgb24")
-    height, width = size
-    # swscale's area filter when shrinking (anti-aliased, as OpenCV's INTER_AREA), bilinear when growing.
+def _to_rgb(frame, size: tuple[int, int] | None, reformatter) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of ``frame``, resized to ``size``.
+
+    ``reformatter`` (one per read, reused across its frames: about 3x faster than
+    ``frame.reformat``, which sets swscale up for every frame) must not outlive the read: a
+    reformatter inherited by a forked DataLoader worker deadlocks there when used or freed.
+    """
+    height, width = size if size is not None else (frame.height, frame.width)
+    # swscale's area filter when shrinking (anti-aliased, as OpenCV's INTER_AREA), bilinear otherwise.
     interpolation = "AREA" if height < frame.height else "BILINEAR"
-    return frame.reformat(width=width, height=height, format="rgb24", interpolation=interpolation).to_ndarray()
+    rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24", interpolation=interpolation)
+    return rgb.to_ndarray()
 
 
 def _decode_from_start(path: Path):
@@ -230,15 +241,18 @@ def _read_sequential(path: Path, wanted: Sequence[int], short_side: int | None) 
     wanted_set = set(wanted)
     last = max(wanted)
     out: dict[int, np.ndarray] = {}
+    reformatter = VideoReformatter()
     for number, frame in enumerate(_decode_from_start(path)):
         if number in wanted_set:
-            out[number] = _to_rgb(frame, _target_size(frame, short_side))
+            out[number] = _to_rgb(frame, _target_size(frame, short_side), reformatter)
         if number >= last:
             break
     return out
 
 
-def _read_by_pts(path: Path, index: FrameIndex, wanted: Sequence[int], short_side: int | None) -> dict[int, np.ndarray] | None:
+def _read_by_pts(
+    path: Path, index: FrameIndex, wanted: Sequence[int], short_side: int | None
+) -> dict[int, np.ndarray] | None:
     """Seek to the keyframe before the first wanted frame, decode forward; None when the seek landed late."""
     by_pts = {index.pts[i]: i for i in wanted}
     first_pts = index.pts[min(wanted)]
@@ -247,9 +261,14 @@ def _read_by_pts(path: Path, index: FrameIndex, wanted: Sequence[int], short_sid
     seek_pts = index.keyframes[position] if position >= 0 else None
     container, stream = _open(path)
     out: dict[int, np.ndarray] = {}
+    reformatter = VideoReformatter()
     try:
         if seek_pts is not None and seek_pts > index.pts[0]:
-            container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            try:
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            except (av.FFmpegError, OSError):
+                return None  # an unseekable file is read from the start
+
         landed = False
         previous = None
         for frame in container.decode(stream):
@@ -263,7 +282,7 @@ def _read_by_pts(path: Path, index: FrameIndex, wanted: Sequence[int], short_sid
                     return None  # the seek went past the first frame wanted
             number = by_pts.get(frame.pts)
             if number is not None:
-                out[number] = _to_rgb(frame, _target_size(frame, short_side))
+                out[number] = _to_rgb(frame, _target_size(frame, short_side), reformatter)
             if frame.pts >= last_pts:
                 break
     except (av.FFmpegError, OSError, ValueError) as error:
@@ -284,9 +303,9 @@ def read_frames(
 
     Only the frames needed are decoded (seek, then decode forward). ``indices`` may repeat and
     be in any order; each must lie in [0, count_frames(path)). ``short_side`` resizes each frame
-    so its short side has that many pixels, aspect kept (FFmpeg's swscale: area
-    filter when shrinking, bilinear when growing). Pass the
-    ``index`` from :func:`frame_index` to skip demuxing the file again (datasets cache it per path).
+    so its short side has that many pixels, aspect kept (FFmpeg's swscale: area filter when
+    shrinking, bilinear when growing). Pass the ``index`` from :func:`frame_index` to skip
+    demuxing the file again (datasets cache it per path).
     Raises :class:`VideoReadError` naming the file when it cannot be decoded or lacks a frame.
     """
     path = Path(path)
@@ -317,7 +336,8 @@ def read_all_frames(path: str | os.PathLike[str], *, short_side: int | None = No
     if video_backend() == "opencv":
         frames = list(_cv2_frames(path, None, short_side))
     else:
-        frames = [_to_rgb(frame, _target_size(frame, short_side)) for frame in _decode_from_start(path)]
+        reformatter = VideoReformatter()
+        frames = [_to_rgb(frame, _target_size(frame, short_side), reformatter) for frame in _decode_from_start(path)]
     if not frames:
         raise VideoReadError(f"{path}: holds no decodable frames")
     return np.stack(frames)
@@ -348,6 +368,10 @@ def _cv2_resize(image: np.ndarray, short_side: int | None) -> np.ndarray:
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+# Below this first frame, decoding from the start is cheaper than a seek.
+_CV2_SEEK_AFTER = 24
+
+
 def _cv2_frames(path: Path, wanted: Sequence[int] | None, short_side: int | None):
     import cv2
 
@@ -356,12 +380,21 @@ def _cv2_frames(path: Path, wanted: Sequence[int] | None, short_side: int | None
     last = math.inf if wanted is None else max(wanted)
     try:
         number = 0
+        if wanted and min(wanted) > _CV2_SEEK_AFTER and capture.set(cv2.CAP_PROP_POS_FRAMES, min(wanted)):
+            # OpenCV seeks by timestamp (frame number / frame rate) to the keyframe before, then
+            # decodes forward: exact for constant-frame-rate files, which is what it can promise.
+            number = int(capture.get(cv2.CAP_PROP_POS_FRAMES))
+            if number != min(wanted):
+                capture.release()
+                capture = _cv2_capture(path)
+                number = 0
         while number <= last and capture.grab():
             if wanted_set is None or number in wanted_set:
                 ok, bgr = capture.retrieve()
                 if not ok:
                     raise VideoReadError(f"{path}: frame {number} could not be decoded")
-                yield _cv2_resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short_side)
+                # Resize first: colour conversion then runs on the smaller image.
+                yield cv2.cvtColor(_cv2_resize(bgr, short_side), cv2.COLOR_BGR2RGB)
             number += 1
     finally:
         capture.release()

@@ -14,7 +14,7 @@ from inflate import InvalidInputError
 from inflate.data import (ClipDataset, VideoRecord, VideoSet, build_loader, clip_starts, collate_clips,
                           crop_offsets, discover, flip_flow, read_all_frames, resize_flow, set_loader_epoch,
                           short_side_for, write_video)
-from inflate.flow.store import BOUND, dequantize, flow_path, quantize, save_flow
+from inflate.flow.store import dequantize, flow_path, quantize, save_flow
 
 SIZE = 32
 SHORT = short_side_for(SIZE)  # 37
@@ -60,17 +60,21 @@ def test_eval_center_clip(videos):
 
 
 def _match_training_clip(clip: torch.Tensor, full: np.ndarray, frames: int, stride: int):
-    """The (start, top, left, flip) that reproduce ``clip`` from ``full``, searched exhaustively."""
+    """The (start, top, left, flip) that reproduce ``clip`` (normalised 0.5/0.5) from ``full``: exhaustive search."""
+    pixels = np.rint((clip.numpy().transpose(1, 2, 3, 0) * 0.5 + 0.5) * 255)
+    assert np.abs(pixels - (clip.numpy().transpose(1, 2, 3, 0) * 0.5 + 0.5) * 255).max() < 1e-3
+    pixels = pixels.astype(np.uint8)
     length, height, width, _ = full.shape
     for start in range(max(length - (frames - 1) * stride, 1)):
         times = (start + np.arange(frames) * stride) % length
-        for top in range(height - SIZE + 1):
-            for left in range(width - SIZE + 1):
-                crop = full[times, top:top + SIZE, left:left + SIZE]
-                for flip in (False, True):
-                    candidate = _normalise(crop[:, :, ::-1] if flip else crop, (0.5,) * 3, (0.5,) * 3)
-                    if torch.equal(candidate, clip):
-                        return start, top, left, flip
+        chosen = full[times]
+        for flip in (False, True):
+            candidate = chosen[:, :, ::-1] if flip else chosen
+            for top in range(height - SIZE + 1):
+                for left in range(width - SIZE + 1):
+                    crop = candidate[:, top:top + SIZE, left:left + SIZE]
+                    if np.array_equal(crop, pixels):
+                        return start, top, (width - SIZE - left) if flip else left, flip
     return None
 
 
@@ -233,6 +237,9 @@ def test_flow_found_from_a_subfolder_and_missing_flow_is_an_error_sample(flow_vi
     assert dataset[(0, 0)]["clip"].shape == (2, 2, SIZE, SIZE)
     missing = ClipDataset(videos, frames=2, size=SIZE, train=False, stream="flow", flow_root=flows)
     assert "no flow file" in missing[(0, 0)]["error"]
+    target.write_bytes(b"PK\x03\x04 not a zip")  # a flow file cut short
+    corrupt = ClipDataset(videos, frames=2, size=SIZE, train=False, stream="flow", flow_root=moved)
+    assert corrupt[(0, 0)]["error"].startswith(str(videos.records[0].path))
 
 
 # --- loaders -----------------------------------------------------------------------------------------------
@@ -259,3 +266,16 @@ def test_same_samples_whatever_the_number_of_workers(tmp_path):
         torch.testing.assert_close(clip0, clip2, rtol=0, atol=0)
     assert by_workers[0][0][0].tolist() != by_workers[0][1][0].tolist()  # a new order each epoch
     assert sorted(by_workers[0][0][0].tolist()) == list(range(6))
+
+
+def test_uint8_clips_normalised_later_match(videos):
+    from inflate.data import normalize_clip
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    floats = ClipDataset(videos, frames=4, size=SIZE, train=True, mean=mean, std=std, seed=2)
+    raw = ClipDataset(videos, frames=4, size=SIZE, train=True, mean=mean, std=std, seed=2, normalize=False)
+    for epoch in range(3):
+        pixels = raw[(0, epoch)]["clip"]
+        assert pixels.dtype == torch.uint8 and pixels.shape == (3, 4, SIZE, SIZE)
+        torch.testing.assert_close(normalize_clip(pixels[None], mean, std)[0], floats[(0, epoch)]["clip"],
+                                   rtol=0, atol=1e-5)

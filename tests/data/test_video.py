@@ -114,6 +114,11 @@ def test_opencv_backend_gives_the_same_frames(encoded, monkeypatch):
     got = read_frames(path, [40, 2, 2])
     # OpenCV converts YUV to RGB with its own swscale settings: equal up to rounding.
     assert np.abs(got.astype(int) - full[[40, 2, 2]].astype(int)).max() <= 3
+    # Past frame 24 OpenCV seeks (by timestamp) instead of decoding from the start.
+    seeking = read_frames(path, [33, 30, 44])
+    error = np.abs(seeking.astype(int) - full[[33, 30, 44]].astype(int)).max(axis=(1, 2, 3))
+    neighbours = np.abs(seeking.astype(int) - full[[32, 31, 43]].astype(int)).max(axis=(1, 2, 3))
+    assert (error <= 3).all() and (neighbours > 3).all(), (error, neighbours)
 
 
 def test_real_clip_frame_count_and_seek():
@@ -141,3 +146,21 @@ def test_frame_beyond_the_end_is_an_error(encoded):
     path = encoded[("h264", ".mp4")]
     with pytest.raises(VideoReadError, match="has 45 frames"):
         read_frames(path, [45])
+
+
+def test_without_pyav_opencv_writes_and_reads(tmp_path, monkeypatch):
+    # A CUDA machine without PyAV: the motion dataset is written with OpenCV (mpeg4) and read back.
+    from inflate.data import ClipDataset, discover, make_motion_dataset
+
+    monkeypatch.setattr(video, "av", None)
+    assert video.video_backend() == "opencv"
+    frames = _frames(30, height=32, width=48)
+    path = write_video(tmp_path / "plain.mp4", frames)
+    decoded = read_all_frames(path)
+    assert decoded.shape == frames.shape and count_frames(path) == 30
+    assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 12  # lossy, but the same pictures
+    np.testing.assert_array_equal(read_frames(path, [29, 3, 3]), decoded[[29, 3, 3]])
+    root = make_motion_dataset(tmp_path / "motion", classes=("left", "right"), per_class=1, frames=8, size=32,
+                               splits=("train",))
+    sample = ClipDataset(discover(root), frames=4, size=32, train=True)[(1, 0)]
+    assert sample["clip"].shape == (3, 4, 32, 32)
