@@ -71,13 +71,14 @@ def inflation_metadata(model3d: nn.Module) -> dict[str, Any]:
 
 
 def _state_dict(model3d: nn.Module) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared storage; clone tensors that alias another one.
+    # safetensors refuses shared storage and strided tensors: clone tensors that alias another one, and make
+    # channels_last(_3d) ones contiguous (clone() alone would keep their memory format).
     seen: dict[tuple[int, int], str] = {}
     out = {}
     for key, value in model3d.state_dict().items():
         value = value.detach().cpu()
         ident = (value.untyped_storage().data_ptr(), value.storage_offset())
-        out[key] = value.clone() if ident in seen or not value.is_contiguous() else value
+        out[key] = value.clone(memory_format=torch.contiguous_format) if ident in seen or not value.is_contiguous() else value
         seen[ident] = key
     return out
 

@@ -77,3 +77,15 @@ def test_ddp_two_ranks_stay_equal_and_cover_the_data_once(tiny_videos: Path, tmp
     assert sorted(shards[0] + shards[1]) == list(range(8))  # 8 training videos, each seen once
     # rank 0 alone wrote: one header and one epoch row
     assert len((out / "metrics.csv").read_text().splitlines()) == 2
+
+
+def test_channels_last_3d_run_saves_its_best_model(tiny_videos: Path, tmp_path: Path) -> None:
+    """The CUDA default memory format, tried on the CPU: the best model is written and reloads equal."""
+    from inflate import load
+
+    run = tmp_path / "run"
+    fit(_cfg(tiny_videos, run, epochs=1, channels_last=True), progress=False)
+    saved = _final(run)["model"]
+    model = load(run / "best.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
