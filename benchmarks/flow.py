@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--cpu-pairs", type=int, default=0, help="time torch on the CPU on the first N pairs only")
     parser.add_argument("--cuda-batch", type=int, default=128, help="pairs per call on CUDA (the speed pairs tiled)")
     parser.add_argument("--cuda-repeats", type=int, default=2)
+    parser.add_argument("--cuda-modes", default="eager,compiled", help="eager and/or compiled, in that order")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
 
@@ -122,7 +123,8 @@ def main() -> None:
     cores = default_workers()
     print(f"torch {torch.__version__}, {cores} cores, torch CPU threads {torch.get_num_threads()}, "
           f"CUDA: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
-    print(f"speed: {pairs} pairs of bikes.mp4 at {WIDTH}x{HEIGHT} (W×H), median of {args.repeats} runs\n")
+    print(f"speed: {pairs} pairs of bikes.mp4 at {WIDTH}x{HEIGHT} (W×H); medians of {args.repeats} runs (OpenCV), "
+          f"{args.cpu_repeats} (torch CPU), {args.cuda_repeats} (CUDA)\n")
 
     rates: dict[str, float] = {}
     reference: dict[str, np.ndarray] = {}
@@ -200,22 +202,30 @@ def main() -> None:
         report_speed(f"torch cpu ({torch.get_num_threads()} threads)", (len(cpu_speed) - 1) / statistics.median(times))
         report_agreement("torch cpu", run_cpu, speed_flow if len(cpu_speed) == len(speed) else None)
     if torch.cuda.is_available():
+        from inflate.flow.torch_tvl1 import tvl1_pairs
+
         device = torch.device("cuda")
-        tiled = np.concatenate([speed[:-1]] * max(1, args.cuda_batch // pairs) + [speed[-1:]])
-        n_tiled = len(tiled) - 1
+        # The speed pairs repeated to --cuda-batch pairs, as (N, 1, H, W) tensors on the GPU.
+        copies = max(1, args.cuda_batch // pairs)
+        first = torch.from_numpy(np.tile(speed[:-1], (copies, 1, 1))).to(device).float()[:, None]
+        second = torch.from_numpy(np.tile(speed[1:], (copies, 1, 1))).to(device).float()[:, None]
+        n_tiled = len(first)
+        modes = [m.strip() for m in args.cuda_modes.split(",") if m.strip()]
+        if not set(modes) <= {"eager", "compiled"}:
+            raise SystemExit(f"--cuda-modes takes eager and/or compiled, got {args.cuda_modes!r}")
         # Eager first: its figures are out even if compiling were to take long.
-        for compiled in (False, True):
+        for compiled in [m == "compiled" for m in modes]:
             label = f"torch cuda {'compiled' if compiled else 'eager'}"
             print(f"\n{label}:", flush=True)
             run_gpu = lambda x, c=compiled: tvl1(x, "torch", device=device, compile=c)  # noqa: E731
             start = time.perf_counter()
             speed_flow = run_gpu(speed)
-            run_gpu(tiled[:9])  # another batch size: any recompilation happens here
+            tvl1_pairs(first[:8], second[:8], compile=compiled)  # another batch size: any recompilation now
             torch.cuda.synchronize()
             print(f"  warm-up{' (torch.compile included)' if compiled else ''}: {time.perf_counter() - start:.1f} s",
                   flush=True)
-            seconds = median_time(lambda c=compiled: tvl1(tiled, "torch", device=device, batch_size=n_tiled, compile=c),
-                                  args.cuda_repeats, torch.cuda.synchronize)
+            seconds = median_time(lambda c=compiled: tvl1_pairs(first, second, compile=c), args.cuda_repeats,
+                                  torch.cuda.synchronize)
             report_speed(f"{label} (batch {n_tiled})", n_tiled / seconds)
             report_agreement(label, run_gpu, speed_flow)
 
