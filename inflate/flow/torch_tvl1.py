@@ -192,7 +192,7 @@ def _primal_dual_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: to
 
 
 def _iterate(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: torch.Tensor, neg_inv_grad: torch.Tensor,
-             rho_c: torch.Tensor, active: torch.Tensor, l_t: float, theta: float, taut: float, epsilon: float,
+             rho_c: torch.Tensor, active: torch.Tensor, l_t: float, theta: float, taut: float, epsilon: torch.Tensor,
              count: int, masked: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` inner iterations; a pair whose change falls to ``epsilon`` stops (``active`` (N,) bool).
 
@@ -252,8 +252,9 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
     l_t = params.lambda_ * params.theta
     taut = params.tau / params.theta
     theta = params.theta
-    # float(epsilon**2 * area), compared with each pair's float32 sum as OpenCV compares them.
-    scaled_epsilon = float(torch.tensor(params.epsilon ** 2 * height * width, dtype=torch.float32))
+    # epsilon² · area in float32, compared with each pair's float32 sum as OpenCV compares them; a
+    # tensor, not a Python float, so that torch.compile does not specialise (recompile) per level.
+    scaled_epsilon = torch.tensor(params.epsilon ** 2 * height * width, dtype=torch.float32, device=u.device)
     median = params.median_filtering if params.median_filtering > 1 else 0
     gamma = params.gamma
 

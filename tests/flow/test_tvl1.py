@@ -97,7 +97,8 @@ def test_compiled_iterations_match_eager() -> None:
     a = torch.randn(2, 2, 32, 48, generator=rng) * 10
     neg_inv_grad = -1.0 / a.square().sum(dim=1, keepdim=True)
     rho_c = torch.randn(2, 1, 32, 48, generator=rng) * 5
-    args = (u, px, py, a, neg_inv_grad, rho_c, torch.tensor([True, True]), 0.045, 0.3, 0.25 / 0.3, 0.1, 1, True)
+    args = (u, px, py, a, neg_inv_grad, rho_c, torch.tensor([True, True]), 0.045, 0.3, 0.25 / 0.3,
+            torch.tensor(0.1), 1, True)
     for eager, compiled in zip(T._iterate(*args), T._compiled("iterate")(*args)):
         torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
     torch.testing.assert_close(T._compiled("median")(u, 5), T._median(u, 5), atol=0, rtol=0)
