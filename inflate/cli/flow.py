@@ -101,6 +101,10 @@ def flow(
     show = not quiet and shard.rank == 0
 
     params = TVL1Params()
+    if backend == "opencv" and todo:
+        from ..flow.opencv_tvl1 import start_pool
+
+        start_pool(pool_workers, params)  # before the decoding threads start
     written: list[str] = []
     failed: list[tuple[str, str]] = []
     fields = 0

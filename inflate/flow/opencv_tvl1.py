@@ -16,7 +16,7 @@ import numpy as np
 from ..core.errors import InvalidInputError
 from .params import TVL1Params
 
-__all__ = ["opencv_available", "tvl1_opencv", "default_workers", "shutdown_pools"]
+__all__ = ["opencv_available", "tvl1_opencv", "default_workers", "start_pool", "shutdown_pools"]
 
 _INSTANCE: Any = None
 _INSTANCE_PARAMS: Optional[TVL1Params] = None
@@ -78,6 +78,14 @@ def _pool(workers: int, params: TVL1Params) -> ProcessPoolExecutor:
         _POOLS[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                           initializer=_init_worker)
     return _POOLS[key]
+
+
+def start_pool(workers: int, params: TVL1Params = TVL1Params()) -> None:
+    """Fork the worker processes now, e.g. before this process starts threads of its own (forking a
+    threaded process risks copying a held lock)."""
+    _require_opencv()
+    if workers > 1:
+        _pool(workers, params).submit(os.getpid).result()
 
 
 def shutdown_pools() -> None:
