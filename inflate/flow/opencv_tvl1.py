@@ -65,7 +65,11 @@ def _init_worker() -> None:
 
 
 def _calc_pair(params: TVL1Params, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
-    return _instance(params).calc(i0, i1, None)
+    flow = _instance(params)
+    # OpenCV lowers its own nscales when a small frame's pyramid stops early, and keeps it for
+    # every later frame: reset it, or one small video would coarsen the flow of all that follow.
+    flow.setScalesNumber(params.nscales)
+    return flow.calc(i0, i1, None)
 
 
 def _pool(workers: int, params: TVL1Params) -> ProcessPoolExecutor:

@@ -160,6 +160,14 @@ def test_opencv_pool_matches_one_process() -> None:
     np.testing.assert_array_equal(tvl1(frames, "opencv", workers=2), tvl1(frames, "opencv", workers=1))
 
 
+def test_small_frames_do_not_change_later_opencv_flow() -> None:
+    """OpenCV's object lowers its scale count on small frames and keeps it; each pair must start afresh."""
+    frames = shifted_pair(crop=96)
+    before = tvl1(frames, "opencv", workers=1)
+    tvl1(shifted_pair(crop=24), "opencv", workers=1)  # its pyramid stops after 2 levels
+    np.testing.assert_array_equal(tvl1(frames, "opencv", workers=1), before)
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(frames=np.zeros((1, 32, 32), np.uint8)), "at least 2 frames"),
     (dict(frames=np.zeros((2, 32, 32), np.float32)), "uint8"),
