@@ -48,7 +48,7 @@ def flow(
     size: Annotated[int, typer.Option("--size", help="Resize frames so the short side is SIZE before flow, as the RGB stream (0 keeps the decoded size).")] = 256,
     workers: Annotated[Optional[int], typer.Option("--workers", help="opencv: processes (default: the cores, shared among the node's ranks); torch: videos decoded ahead (default 2).")] = None,
     split_file: Annotated[Optional[Path], typer.Option("--split-file", help="Only the videos this list names (one path relative to VIDEOS per line, e.g. UCF-101's trainlist01.txt).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="torch: frame pairs per call (default: by free GPU memory; 4 on the CPU).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="torch: frame pairs per call (default: by free GPU memory; 1 on the CPU).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 2 if any video failed (default: only if all did).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -101,6 +101,10 @@ def flow(
     show = not quiet and shard.rank == 0
 
     params = TVL1Params()
+    if backend == "opencv" and todo:
+        from ..flow.opencv_tvl1 import start_pool
+
+        start_pool(pool_workers, params)  # before the decoding threads start
     written: list[str] = []
     failed: list[tuple[str, str]] = []
     fields = 0

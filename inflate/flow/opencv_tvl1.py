@@ -16,7 +16,7 @@ import numpy as np
 from ..core.errors import InvalidInputError
 from .params import TVL1Params
 
-__all__ = ["opencv_available", "tvl1_opencv", "default_workers", "shutdown_pools"]
+__all__ = ["opencv_available", "tvl1_opencv", "default_workers", "start_pool", "shutdown_pools"]
 
 _INSTANCE: Any = None
 _INSTANCE_PARAMS: Optional[TVL1Params] = None
@@ -65,7 +65,11 @@ def _init_worker() -> None:
 
 
 def _calc_pair(params: TVL1Params, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
-    return _instance(params).calc(i0, i1, None)
+    flow = _instance(params)
+    # OpenCV lowers its own nscales when a small frame's pyramid stops early, and keeps it for
+    # every later frame: reset it, or one small video would coarsen the flow of all that follow.
+    flow.setScalesNumber(params.nscales)
+    return flow.calc(i0, i1, None)
 
 
 def _pool(workers: int, params: TVL1Params) -> ProcessPoolExecutor:
@@ -78,6 +82,14 @@ def _pool(workers: int, params: TVL1Params) -> ProcessPoolExecutor:
         _POOLS[key] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                           initializer=_init_worker)
     return _POOLS[key]
+
+
+def start_pool(workers: int, params: TVL1Params = TVL1Params()) -> None:
+    """Fork the worker processes now, e.g. before this process starts threads of its own (forking a
+    threaded process risks copying a held lock)."""
+    _require_opencv()
+    if workers > 1:
+        _pool(workers, params).submit(os.getpid).result()
 
 
 def shutdown_pools() -> None:

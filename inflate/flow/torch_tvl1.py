@@ -9,10 +9,10 @@ IPOL 2013), step by step:
   side falls under 16 pixels; the flow starts at zero on the coarsest level and is carried to
   the next finer one by INTER_LINEAR resizing, divided by ``scale_step``;
 - per level and warp: I1 and its centred gradient (replicated border) are sampled at x + u with
-  bicubic interpolation (a = -0.75), positions rounded to 1/32 pixel and zeros outside the frame,
-  as ``cv::remap(..., INTER_CUBIC)`` does;
+  bicubic interpolation (a = -0.75) and zeros outside the frame, as ``cv::remap(..., INTER_CUBIC)``
+  does;
 - per outer iteration: a 5×5 median of the flow (replicated border, as ``cv::medianBlur``);
-- per inner iteration: the thresholding step, the primal update with the divergence of the dual
+- per inner iteration: the thresholding step (as a clamp), the primal update with the divergence of the dual
   variable (backward differences), the dual update with forward differences;
 - stopping: a pair leaves the current warp once the squared change of its flow summed over the
   frame falls to epsilon² · H · W, as OpenCV does; pairs are frozen one by one, so a batch gives
@@ -37,8 +37,6 @@ __all__ = ["tvl1_pairs", "pyramid_sizes"]
 
 # OpenCV's thresholding treats |grad I|^2 at or under float epsilon as zero.
 _FLT_EPSILON = float(torch.finfo(torch.float32).eps)
-# cv::remap quantises sampling positions to 1/INTER_TAB_SIZE of a pixel.
-_REMAP_STEPS = 32.0
 
 
 def pyramid_sizes(height: int, width: int, params: TVL1Params) -> list[tuple[int, int]]:
@@ -92,12 +90,13 @@ def _centred_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _remap_cubic(images: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """images (N, K, H, W) sampled at (x + flow_x, y + flow_y): bicubic, zeros outside, 1/32-pixel positions."""
+    """images (N, K, H, W) sampled at (x + flow_x, y + flow_y): bicubic (a = -0.75), zeros outside (cv::remap)."""
     n, _, height, width = images.shape
     xs = torch.arange(width, device=images.device, dtype=images.dtype)
     ys = torch.arange(height, device=images.device, dtype=images.dtype)
-    x = torch.round((xs + flow[:, 0]) * _REMAP_STEPS) / _REMAP_STEPS
-    y = torch.round((ys[:, None] + flow[:, 1]) * _REMAP_STEPS) / _REMAP_STEPS
+    # OpenCV 5's remap samples float maps at their exact positions (older releases rounded to 1/32 pixel).
+    x = xs + flow[:, 0]
+    y = ys[:, None] + flow[:, 1]
     grid = torch.stack((x * (2.0 / (width - 1)) - 1.0, y * (2.0 / (height - 1)) - 1.0), dim=-1)
     return F.grid_sample(images, grid, mode="bicubic", padding_mode="zeros", align_corners=True)
 
@@ -135,6 +134,10 @@ def _median_network(count: int) -> tuple[tuple[int, int, bool, bool], ...]:
     return tuple(reversed(kept))
 
 
+# Built once here: torch.compile traces a plain dict lookup, not the cached builder.
+_MEDIAN_NETWORKS = {k * k: _median_network(k * k) for k in (3, 5)}
+
+
 def _median(x: torch.Tensor, kernel: int) -> torch.Tensor:
     """k×k median of every channel of (N, C, H, W), replicated border (cv::medianBlur), by a sorting network.
 
@@ -145,7 +148,7 @@ def _median(x: torch.Tensor, kernel: int) -> torch.Tensor:
     height, width = x.shape[-2:]
     padded = F.pad(x, (r, r, r, r), mode="replicate")
     wires = [padded[..., i:i + height, j:j + width] for i in range(kernel) for j in range(kernel)]
-    for i, j, want_min, want_max in _median_network(kernel * kernel):
+    for i, j, want_min, want_max in _MEDIAN_NETWORKS[kernel * kernel]:
         a, b = wires[i], wires[j]
         if want_min:
             wires[i] = torch.minimum(a, b)
@@ -154,33 +157,52 @@ def _median(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return wires[kernel * kernel // 2].contiguous()
 
 
-def _primal_dual_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: torch.Tensor, grad: torch.Tensor,
-                      rho_c: torch.Tensor, keep: Optional[torch.Tensor], l_t: float, theta: float, taut: float
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _primal_dual_step(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: torch.Tensor,
+                      neg_inv_grad: torch.Tensor, rho_c: torch.Tensor, keep: Optional[torch.Tensor], l_t: float,
+                      theta: float, taut: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One inner iteration on (N, C, H, W) flow ``u`` and duals ``px``, ``py``; returns them and the (N,) change.
 
-    ``a`` holds the coefficients of u in the linearised data term (I1wx, I1wy and, with gamma, gamma).
+    ``a`` holds the coefficients of u in the linearised data term (I1wx, I1wy and, with gamma,
+    gamma); ``neg_inv_grad`` is -1 / |grad I1w|², 0 where that is at most float epsilon.
     ``keep`` (N, 1, 1, 1) bool, if given, marks the pairs still iterating; the others come back unchanged.
+    Written as few whole-tensor ops as possible (eager speed is bound by their count).
     """
-    rho = rho_c + (a * u).sum(dim=1, keepdim=True)
-    bound = l_t * grad
-    # The thresholding step, branch for branch as OpenCV's estimateV.
-    step = torch.where(rho < -bound, l_t,
-                       torch.where(rho > bound, -l_t,
-                                   torch.where(grad > _FLT_EPSILON, -rho / grad.clamp(min=_FLT_EPSILON), 0.0)))
-    v = u + step * a
+    rho = rho_c
+    for c in range(u.shape[1]):
+        rho = torch.addcmul(rho, a[:, c:c + 1], u[:, c:c + 1])
+    # OpenCV's three-branch thresholding is this clamp; where |grad I1w|² <= float epsilon OpenCV
+    # still moves by ±l_t·a (under 2e-5 pixel there), which we leave out.
+    step = (rho * neg_inv_grad).clamp_(-l_t, l_t)
+    u_new = torch.addcmul(u, step, a)
     # Divergence with backward differences; zero dual outside the frame on the left and top.
-    div = px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
-    u_new = v + theta * div
-    change = (u_new - u).square().sum(dim=(1, 2, 3))
+    div = px + py
+    div[..., 1:] -= px[..., :-1]
+    div[..., 1:, :] -= py[..., :-1, :]
+    u_new.add_(div, alpha=theta)
+    change = torch.sub(u_new, u).square_().sum(dim=(1, 2, 3))
     # Forward differences, zero on the last column and row.
     ux = F.pad(u_new[..., 1:] - u_new[..., :-1], (0, 1))
     uy = F.pad(u_new[..., 1:, :] - u_new[..., :-1, :], (0, 0, 0, 1))
-    norm = 1.0 + taut * torch.sqrt(ux * ux + uy * uy)
-    px_new, py_new = (px + taut * ux) / norm, (py + taut * uy) / norm
+    norm = torch.hypot(ux, uy).mul_(taut).add_(1.0)
+    px_new = torch.add(px, ux, alpha=taut).div_(norm)
+    py_new = torch.add(py, uy, alpha=taut).div_(norm)
     if keep is not None:
         u_new, px_new, py_new = torch.where(keep, u_new, u), torch.where(keep, px_new, px), torch.where(keep, py_new, py)
     return u_new, px_new, py_new, change
+
+
+def _iterate(u: torch.Tensor, px: torch.Tensor, py: torch.Tensor, a: torch.Tensor, neg_inv_grad: torch.Tensor,
+             rho_c: torch.Tensor, active: torch.Tensor, l_t: float, theta: float, taut: float, epsilon: torch.Tensor,
+             count: int, masked: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` inner iterations; a pair whose change falls to ``epsilon`` stops (``active`` (N,) bool).
+
+    With ``masked`` False every pair is known to be active on entry (only for ``count`` 1).
+    """
+    for _ in range(count):
+        keep = active[:, None, None, None] if masked else None
+        u, px, py, change = _primal_dual_step(u, px, py, a, neg_inv_grad, rho_c, keep, l_t, theta, taut)
+        active = active & (change > epsilon)
+    return u, px, py, active
 
 
 class _MaybeCompiled:
@@ -207,20 +229,20 @@ class _MaybeCompiled:
 
 @lru_cache(maxsize=2)
 def _compiled(name: str) -> _MaybeCompiled:
-    return _MaybeCompiled({"step": _primal_dual_step, "median": _median}[name])
+    return _MaybeCompiled({"iterate": _iterate, "median": _median}[name])
 
 
 def _functions(device: torch.device, compile: Optional[bool]) -> tuple[Callable[..., object], Callable[..., object]]:
-    """(step, median): compiled by torch.compile where asked for (default: on CUDA), else eager."""
+    """(iterate, median): compiled by torch.compile where asked for (default: on CUDA), else eager."""
     if compile is None:
         compile = device.type == "cuda" and os.environ.get("INFLATE_FLOW_COMPILE", "1") != "0"
     if not compile:
-        return _primal_dual_step, _median
-    return _compiled("step"), _compiled("median")
+        return _iterate, _median
+    return _compiled("iterate"), _compiled("median")
 
 
 def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
-               step_fn: Callable[..., object], median_fn: Callable[..., object], check_every: int) -> torch.Tensor:
+               iterate_fn: Callable[..., object], median_fn: Callable[..., object], chunk: int) -> torch.Tensor:
     """procOneScale: ``warps`` warps of outer/inner iterations on one pyramid level; returns the new flow."""
     n, channels, height, width = u.shape
     i1x, i1y = _centred_gradient(i1)
@@ -230,8 +252,9 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
     l_t = params.lambda_ * params.theta
     taut = params.tau / params.theta
     theta = params.theta
-    # float(epsilon**2 * area), compared with each pair's float32 sum as OpenCV compares them.
-    scaled_epsilon = float(torch.tensor(params.epsilon ** 2 * height * width, dtype=torch.float32))
+    # epsilon² · area in float32, compared with each pair's float32 sum as OpenCV compares them; a
+    # tensor, not a Python float, so that torch.compile does not specialise (recompile) per level.
+    scaled_epsilon = torch.tensor(params.epsilon ** 2 * height * width, dtype=torch.float32, device=u.device)
     median = params.median_filtering if params.median_filtering > 1 else 0
     gamma = params.gamma
 
@@ -239,31 +262,35 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
         warped = _remap_cubic(stack, u[:, :2])
         i1w, i1wx, i1wy = warped[:, 0:1], warped[:, 1:2], warped[:, 2:3]
         grad = i1wx * i1wx + i1wy * i1wy
+        neg_inv_grad = torch.where(grad > _FLT_EPSILON, -1.0 / grad.clamp(min=_FLT_EPSILON), 0.0)
         rho_c = i1w - i1wx * u[:, 0:1] - i1wy * u[:, 1:2] - i0
         coefficients = [i1wx, i1wy] + ([torch.full_like(i1wx, gamma)] if channels == 3 else [])
         a = torch.cat(coefficients, dim=1)
 
         active = torch.ones(n, dtype=torch.bool, device=u.device)
-        # Whether every pair is known to be still iterating: then no masking is needed. Known only
-        # where the host checks after every iteration (the CPU); elsewhere the mask is always applied.
-        all_active, iteration, finished = check_every == 1, 0, False
+        # Whether every pair is known to be still iterating, so no masking is needed: known where
+        # the host checks after every iteration (chunk 1, the CPU); elsewhere the mask is applied.
+        all_active, finished = chunk == 1, False
         for _outer in range(params.outer_iterations):
             if median:
                 filtered = median_fn(u[:, :2], median)
                 if not all_active:
                     filtered = torch.where(active[:, None, None, None], filtered, u[:, :2])
                 u = torch.cat((filtered, u[:, 2:]), dim=1) if channels == 3 else filtered
-            for _inner in range(params.inner_iterations):
-                keep = None if all_active else active[:, None, None, None]
-                u, px, py, change = step_fn(u, px, py, a, grad, rho_c, keep, l_t, theta, taut)
-                active = active & (change > scaled_epsilon)
-                iteration += 1
-                if iteration % check_every == 0:
-                    remaining = int(active.sum())
-                    if remaining == 0:
-                        finished = True
-                        break
-                    all_active = check_every == 1 and remaining == n
+            left = params.inner_iterations
+            while left > 0:
+                count = min(chunk, left)
+                # One iteration per call: a small graph for torch.compile (minutes less to compile than
+                # an unrolled chunk); with no host sync inside the chunk, the launches run ahead of the GPU.
+                for _ in range(count):
+                    u, px, py, active = iterate_fn(u, px, py, a, neg_inv_grad, rho_c, active, l_t, theta, taut,
+                                                   scaled_epsilon, 1, not all_active)
+                left -= count
+                remaining = int(active.sum())  # the one host sync per chunk
+                if remaining == 0:
+                    finished = True
+                    break
+                all_active = chunk == 1 and remaining == n
             if finished:
                 break
     return u
@@ -271,13 +298,14 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
 
 @torch.no_grad()
 def tvl1_pairs(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Params(),
-               compile: Optional[bool] = None) -> torch.Tensor:
+               compile: Optional[bool] = None, chunk: Optional[int] = None) -> torch.Tensor:
     """TV-L1 flow from ``i0`` to ``i1``: (N, 1, H, W) float32 gray in [0, 255] → (N, 2, H, W) flow in pixels.
 
     Channel 0 is x, channel 1 is y, with OpenCV's convention I0(x) ≈ I1(x + u(x)). Runs where the
     inputs are (CPU or CUDA). ``compile`` (default: on CUDA) fuses the inner iteration with
     torch.compile; without a working compiler the eager step runs and gives the same numbers.
-    Frames must be at least 16 × 16 pixels.
+    ``chunk`` inner iterations run between host checks for stopped pairs (default: 1 on the CPU, 10
+    elsewhere; the result does not depend on it). Frames must be at least 16 × 16 pixels.
     """
     if i0.shape != i1.shape or i0.dim() != 4 or i0.shape[1] != 1:
         raise ValueError(f"expected two (N, 1, H, W) tensors of one shape, got {tuple(i0.shape)} and {tuple(i1.shape)}")
@@ -289,13 +317,16 @@ def tvl1_pairs(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Para
         i0s.append(_resize(i0s[-1], size, (scale, scale)))
         i1s.append(_resize(i1s[-1], size, (scale, scale)))
     channels = 3 if params.gamma else 2
-    step_fn, median_fn = _functions(i0.device, compile)
-    # A host sync per check: free on the CPU, a stall on CUDA, so CUDA checks every few iterations.
-    check_every = 1 if i0.device.type == "cpu" else 10
+    iterate_fn, median_fn = _functions(i0.device, compile)
+    # A host sync per chunk: free on the CPU, a stall on CUDA, where 10 iterations run between syncs.
+    if chunk is None:
+        chunk = 1 if i0.device.type == "cpu" else int(os.environ.get("INFLATE_FLOW_CHUNK", "10"))
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     h, w = sizes[-1]
     u = torch.zeros(n, channels, h, w, device=i0.device, dtype=torch.float32)
     for level in range(len(sizes) - 1, -1, -1):
-        u = _one_scale(i0s[level], i1s[level], u, params, step_fn, median_fn, check_every)
+        u = _one_scale(i0s[level], i1s[level], u, params, iterate_fn, median_fn, chunk)
         if level == 0:
             break
         u = _resize(u, sizes[level - 1])
