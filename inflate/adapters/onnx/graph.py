@@ -135,6 +135,7 @@ class _Rewriter:
         self.inits = {i.name: i for i in self.graph.initializer}
         self.constants: dict[str, np.ndarray] = {n: numpy_helper.to_array(i) for n, i in self.inits.items()}
         self.literal: set[str] = set(self.inits)  # constants written in the graph, not computed by it
+        self.aliases: dict[str, str] = {}  # Identity outputs → the value they pass on
         self.new_nodes: list[Any] = []
         self.new_inits: dict[str, Any] = {}
         self.used_names: set[str] = {v for n in self.graph.node for v in n.output} | set(self.inits) | {
@@ -327,6 +328,7 @@ class _Rewriter:
             return
         if node.op_type == "Identity":
             self.constants[node.output[0]] = self.constants[node.input[0]]
+            self.aliases[node.output[0]] = self.aliases.get(node.input[0], node.input[0])
             if node.input[0] in self.literal:
                 self.literal.add(node.output[0])
             return
@@ -396,15 +398,16 @@ class _Rewriter:
                 source = self.time_pad(node, source, op, "neg_inf" if kind == "max_pool" and op.time_pad_mode == "zeros"
                                        else op.time_pad_mode)
         new_pads = [time_in_op[0], pads[0], pads[1], time_in_op[1], pads[2], pads[3]]
-        inputs = [source] + list(node.input[1:])
+        inputs = [source] + [self.aliases.get(i, i) for i in node.input[1:]]  # biases behind Identity nodes
         extra: dict[str, Any] = {"kernel_shape": list(op.kernel), "strides": list(op.stride), "pads": new_pads}
         if kind in ("conv", "patch_embed") or "dilations" in attrs:
             extra["dilations"] = list(op.dilation)
         if weight is not None:
-            key = (node.input[1], op.kernel[0], time.init, kind)
+            root = self.aliases.get(node.input[1], node.input[1])
+            key = (root, op.kernel[0], time.init, kind)
             if key not in self.inflated_kernels:  # one 3D copy per initializer and time setting
                 _, inflated = get_rule(kind).inflate(spec, time, {"weight": weight})
-                self.inflated_kernels[key] = self.const(f"{node.input[1]}_3d", inflated["weight"].astype(weight.dtype))
+                self.inflated_kernels[key] = self.const(f"{root}_3d", inflated["weight"].astype(weight.dtype))
             inputs[1] = self.inflated_kernels[key]
         if kind in ("avg_pool", "max_pool") and self.spatial_size(node.input[0]) == kernel and kernel != (1, 1):
             self.bound(node, "its window covers the whole feature map")
