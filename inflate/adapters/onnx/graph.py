@@ -380,9 +380,9 @@ class _Rewriter:
         if len(kernel) != 2:
             raise self.unsupported(node, f"expected a 2D op, got kernel {kernel}")
         path = _path(node)
-        if kind == "conv" and "patch_embed" in path.split(".") and kernel == strides \
+        if kind == "conv" and path == self.stem and "patch_embed" in path.split(".") and kernel == strides \
                 and not any(pads) and kernel[0] > 1:
-            kind = "patch_embed"  # timm's PatchEmbed: non-overlapping tubelets
+            kind = "patch_embed"  # timm's PatchEmbed as the stem: non-overlapping tubelets (later stages keep time)
         spec = OpSpec(kind, path, kernel, strides, (pads[0], pads[1]), dilations, attrs.get("group", 1),
                       role=role_of(path, self.stem))
         time = self.policy.time_for(spec)
@@ -578,6 +578,7 @@ class _Rewriter:
             if self.is_clip(name):
                 inputs.append(self.move_time(name, clip.axis))
             else:  # a class token or other static part: the same for every frame
+                self.bound(node, f"it joins '{name}', which has no time axis, whose size is fixed")
                 inputs.append(self.expand_over_time(name, lead, clip))
         self.copy(node, inputs, axis=clip.to3d(axis))
         self.layout[node.output[0]] = _Clip(clip.axis, clip.rank, collapsed)
