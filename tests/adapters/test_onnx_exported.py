@@ -245,3 +245,49 @@ def test_kernel_computed_from_the_input_is_refused() -> None:
     graph2d.graph.node[-1].input[1] = "a"  # conv_b's kernel is an activation
     with pytest.raises(UnsupportedOpError, match=r"ONNX Conv at node '/conv_b/Conv': its kernel depends on the input"):
         inflate_onnx(graph2d, t=T)
+
+
+class _Reshuffling(torch.nn.Module):
+    """Feature-map reshapes exporters write as Reshape/Transpose: GroupNorm (InstanceNormalization
+    between two reshapes), a channel shuffle, and a channels-last LayerNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.GroupNorm(2, 8)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.layer_norm = torch.nn.LayerNorm(8)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv1(x)).relu()
+        n, c, h, w = x.shape
+        x = self.conv2(x.reshape(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w))
+        x = self.layer_norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x.mean((2, 3)))
+
+
+def test_feature_map_reshapes_keep_boring_clips_and_see_order(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _Reshuffling().eval()
+    with torch.no_grad():
+        model.norm.weight.uniform_(0.5, 1.5)
+        model.norm.bias.normal_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(tmp_path / "2d.onnx"), dynamo=False,
+                          input_names=["image"])
+    graph2d = onnx.load(str(tmp_path / "2d.onnx"))
+    assert {"InstanceNormalization", "Transpose", "Reshape"} <= {n.op_type for n in graph2d.graph.node}
+    graph3d = inflate_onnx(graph2d, t=T)
+    session3d = ort.InferenceSession(graph3d.SerializeToString(), providers=["CPUExecutionProvider"])
+    image = _image(16)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(image)).numpy()
+    assert _relative(session3d.run(None, {"image": np.repeat(image[:, :, None], T, axis=2)})[0], reference) <= 1e-4
+    rng = np.random.default_rng(1)
+    clip = rng.standard_normal((1, 3, T, 16, 16)).astype(np.float32)
+    base = session3d.run(None, {"image": clip})[0]
+    other = _relative(session3d.run(None, {"image": rng.standard_normal(clip.shape).astype(np.float32)})[0], base)
+    shifted = _relative(session3d.run(None, {"image": np.roll(clip, 1, axis=2)})[0], base)
+    assert shifted / other >= 0.01

@@ -145,6 +145,7 @@ class _Rewriter:
         self.records: list[tuple[str, str, int, int]] = []
         self.inflated_kernels: dict[tuple[Any, ...], str] = {}
         self.time_lengths: dict[tuple[str, int], str] = {}
+        self.small_consts: dict[tuple[Any, ...], str] = {}
         # Why the graph's batch/height/width cannot be left free (node: reason), for the
         # decision to make them dynamic.
         self.size_bound: list[str] = []
@@ -176,7 +177,12 @@ class _Rewriter:
         return name
 
     def const(self, base: str, array: np.ndarray) -> str:
+        small = (array.dtype.str, array.shape, array.tobytes()) if array.size <= 16 else None
+        if small is not None and small in self.small_consts:  # one initializer per small value (axes, ones)
+            return self.small_consts[small]
         name = self.fresh(base)
+        if small is not None:
+            self.small_consts[small] = name
         self.new_inits[name] = self.numpy_helper.from_array(array, name)
         self.constants[name] = array
         self.literal.add(name)
@@ -232,8 +238,9 @@ class _Rewriter:
         key = (name, clip.axis)
         if key not in self.time_lengths:
             shape = self.make("Shape", [name], f"{name}_shape3d")
-            self.time_lengths[key] = self.make("Slice", [shape, self.const("time_axis_start", np.array([clip.axis], np.int64)),
-                                                         self.const("time_axis_end", np.array([clip.axis + 1], np.int64))],
+            start = self.const("time_axis_start", np.array([clip.axis], np.int64))
+            end = self.const("time_axis_end", np.array([clip.axis + 1], np.int64))
+            self.time_lengths[key] = self.make("Slice", [shape, start, end],
                                                f"{name}_time_length")
         return self.time_lengths[key]
 
@@ -258,7 +265,7 @@ class _Rewriter:
             return self.make("ReduceMean", [name, axes], f"{name}_time_mean", keepdims=0)
         return self.make("ReduceMean", [name], f"{name}_time_mean", axes=[clip.axis], keepdims=0)
 
-    def insert_time_axis(self, name: str, rank: int, position: int) -> str:
+    def insert_time_axis(self, name: str, position: int) -> str:
         """A static value with a length-1 axis inserted at ``position`` (to broadcast over time)."""
         array = self.value(name)
         if array is not None and name in self.literal:
@@ -281,18 +288,18 @@ class _Rewriter:
             sized = [0] + (list(range(2, out_rank)) if out_rank == 4 and gap == 2 else list(range(gap, out_rank - 1)))
             if any(dims.get(a, 1) > 1 for a in sized):
                 self.bound(node, f"a constant operand of shape {array.shape} is tied to the exported size")
-        return self.insert_time_axis(name, rank, rank - after_time)
+        return self.insert_time_axis(name, rank - after_time)
 
     def expand_over_time(self, name: str, like: str, clip: _Clip) -> str:
         """A static value of the 2D rank of ``clip`` repeated over ``like``'s time axis."""
-        unsqueezed = self.insert_time_axis(name, clip.rank, clip.axis)
+        unsqueezed = self.insert_time_axis(name, clip.axis)
         ones = np.ones(clip.rank + 1, np.int64)
         before = self.const(f"{name}_ones_before", ones[:clip.axis])
         after = self.const(f"{name}_ones_after", ones[clip.axis + 1:])
         shape = self.make("Concat", [before, self.time_length(like), after], f"{name}_time_shape", axis=0)
         return self.make("Expand", [unsqueezed, shape], f"{name}_over_time")
 
-    def insert_into_vector(self, vector: str, position: int, entry: str, node: Any) -> str:
+    def insert_into_vector(self, vector: str, position: int, entry: str) -> str:
         """A 1-D int64 vector with the 1-element tensor ``entry`` inserted at ``position``."""
         values = self.value(vector)
         if values is not None:
@@ -311,7 +318,8 @@ class _Rewriter:
         from onnx import helper
 
         front, back = op.time_pads  # type: ignore[misc]
-        pads = self.const(f"{node.name or node.output[0]}_time_pads", np.array([0, 0, front, 0, 0, 0, 0, back, 0, 0], np.int64))
+        pads = self.const(f"{node.name or node.output[0]}_time_pads",
+                          np.array([0, 0, front, 0, 0, 0, 0, back, 0, 0], np.int64))
         out = self.fresh(f"{source}_time_padded")
         inputs = [source, pads]
         if mode == "neg_inf":
@@ -664,7 +672,7 @@ class _Rewriter:
             zeros = np.flatnonzero(target_value == 0)
             if any((j < position) != (j < clip.axis) for j in zeros):
                 raise self.unsupported(node, "a 0 (copy) entry in its target would refer to another axis")
-        new_target = self.insert_into_vector(target, position, self.time_length(source), node)
+        new_target = self.insert_into_vector(target, position, self.time_length(source))
         self.copy(node, [source, new_target])
         self.layout[node.output[0]] = _Clip(position, out_rank, collapsed)
 
@@ -810,7 +818,7 @@ class _Rewriter:
         elif inputs[3]:
             if inputs[3] in self.constants:
                 self.bound(node, "its output size is a constant")
-            inputs[3] = self.insert_into_vector(inputs[3], clip.axis, self.time_length(node.input[0]), node)
+            inputs[3] = self.insert_into_vector(inputs[3], clip.axis, self.time_length(node.input[0]))
         else:
             raise self.unsupported(node, "Resize needs constant scales or sizes")
         while inputs and not inputs[-1]:
@@ -826,7 +834,8 @@ class _Rewriter:
         if "pads" in attrs:  # opset < 11
             pads = list(attrs["pads"])
             rank = clip.rank
-            self.copy(node, pads=pads[:clip.axis] + [0] + pads[clip.axis:rank + clip.axis] + [0] + pads[rank + clip.axis:])
+            self.copy(node, pads=pads[:clip.axis] + [0] + pads[clip.axis:rank + clip.axis] + [0]
+                      + pads[rank + clip.axis:])
             self.layout[node.output[0]] = _Clip(clip.axis, clip.rank, collapsed)
             return
         if len(inputs) > 3 and inputs[3]:  # opset 18 axes: pads only the named axes
@@ -853,7 +862,8 @@ class _Rewriter:
                 as_int = self.make("Cast", [inputs[1]], f"{inputs[1]}_int64", to=self.onnx.TensorProto.INT64)
                 padded = self.make("Concat", [as_int, self.const("zero", np.array([0], np.int64))],
                                    f"{inputs[1]}_with_zero", axis=0)
-                inputs[1] = self.make("Gather", [padded, self.const(f"{inputs[1]}_order", np.array(order + ends, np.int64))],
+                indices = self.const(f"{inputs[1]}_order", np.array(order + ends, np.int64))
+                inputs[1] = self.make("Gather", [padded, indices],
                                       f"{inputs[1]}_3d", axis=0)
         self.copy(node, inputs)
         self.layout[node.output[0]] = _Clip(clip.axis, clip.rank, collapsed)
@@ -872,7 +882,7 @@ class _Rewriter:
         out_rank = max(clip.rank, length) if node.op_type == "Expand" else clip.rank
         position = max(length - after, 0)
         one = self.const("one", np.array([1], np.int64))
-        new_vector = self.insert_into_vector(vector, position, one, node) if length > after or \
+        new_vector = self.insert_into_vector(vector, position, one) if length > after or \
             node.op_type == "Tile" else vector
         self.copy(node, [node.input[0], new_vector])
         self.layout[node.output[0]] = _Clip(out_rank - after, out_rank, collapsed)
