@@ -346,7 +346,7 @@ class _Rewriter:
             if "value" in attr:
                 self.constants[node.output[0]] = self.numpy_helper.to_array(attr["value"])
                 return
-        if sum(self.constants[i].size for i in node.input if i) > _FOLD_LIMIT:
+        if sum(self.constants[i].size for i in node.input if i) > _FOLD_LIMIT or self.folds_big(node):
             return
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
@@ -367,6 +367,22 @@ class _Rewriter:
         for out, result in zip(node.output, results):
             if out and isinstance(result, np.ndarray):
                 self.constants[out] = result
+
+    def folds_big(self, node: Any) -> bool:
+        """Whether a node would make a tensor too large to fold from small inputs."""
+        values = [self.constants[i] if i else None for i in node.input]
+        try:
+            if node.op_type == "ConstantOfShape":
+                return int(np.prod(values[0])) > _FOLD_LIMIT
+            if node.op_type == "Expand":
+                return int(np.prod(np.broadcast_shapes(values[0].shape, tuple(int(d) for d in values[1])))) > _FOLD_LIMIT
+            if node.op_type == "Tile":
+                return values[0].size * int(np.prod(values[1])) > _FOLD_LIMIT
+            if node.op_type == "Range":
+                return abs(float(values[1]) - float(values[0])) / max(abs(float(values[2])), 1e-12) > _FOLD_LIMIT
+        except (ValueError, TypeError, OverflowError):
+            return True
+        return False
 
     # ----- ops -----
 
