@@ -98,14 +98,15 @@ def _stream_logits(run: Run, data: Path, views: str, num_clips: int, num_crops: 
 def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow_dir: Optional[Path] = None,
              weights: Sequence[float] = (1.0, 1.0), views: str = "multi", num_clips: int = 10, num_crops: int = 3,
              batch: int = 4, workers: int = 2, device: Optional[str] = None, split_file: Optional[Path] = None,
-             plot: Optional[Path] = None) -> dict[str, Any]:
+             plot: Optional[Path] = None, return_logits: bool = False) -> dict[str, Any]:
     """Scores of a run (or an RGB and a flow run fused) on the ``val`` split of ``data``.
 
     ``views``: "multi" (``num_clips`` × ``num_crops`` per video, mmaction2/SlowFast's 10×3),
     "center" (one centre clip) or "whole" (every frame, the paper's protocol; clip-level
     scores then come from the same single view). Returns a dict with ``top1``, ``top5``
     (video level, in [0, 1]), ``clip_top1``, ``clip_top5``, ``n``, per-class accuracy and
-    the confusion matrix; ``plot`` writes the confusion matrix as a PNG.
+    the confusion matrix; ``plot`` writes the confusion matrix as a PNG. ``return_logits`` adds
+    ``video_logits`` (N, K), ``video_labels`` (N,) and ``video_indices`` (the videos' positions in the split).
     """
     from .metrics import plot_confusion, score
 
@@ -150,6 +151,8 @@ def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow
                   crops=num_crops if views == "multi" else 1, streams=[r.config.stream for r in runs],
                   fusion_weights=list(weights) if flow_run is not None else None, failed_videos=list(failed),
                   classes=runs[0].labels)
+    if return_logits:
+        result.update(video_logits=video_logits, video_indices=common, video_labels=labels[common])
     if plot is not None:
         title = " + ".join(f"{r.config.stream} ({r.path.name})" for r in runs)
         plot_confusion(scores.confusion, runs[0].labels, Path(plot), f"{title}: video top-1 {scores.top1:.3f}")

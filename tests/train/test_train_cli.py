@@ -175,3 +175,35 @@ def test_interrupting_a_checkpoint_write_keeps_the_previous_one(videos: Path, tm
     payload = torch.load(run / "last.pt", weights_only=True)
     assert payload["epoch"] == 1
     assert not [p for p in run.iterdir() if p.name.endswith(".part")]
+
+
+def test_two_stream_fusion_sums_the_streams_logits(videos: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from inflate.train import evaluate
+
+    flow_dir = tmp_path / "videos_flow"
+    result = runner.invoke(app, ["flow", str(videos), str(flow_dir), "--backend", "opencv", "--size", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    assert _train(videos, tmp_path / "rgb").exit_code == 0
+    result = _train(videos, tmp_path / "flow", "--stream", "flow", "--flow-dir", str(flow_dir))
+    assert result.exit_code == 0, result.output
+    common = dict(views="multi", num_clips=2, num_crops=3, workers=0, flow_dir=flow_dir, return_logits=True)
+    rgb = evaluate(tmp_path / "rgb", videos, **common)
+    flow = evaluate(tmp_path / "flow", videos, **common)
+    fused = evaluate(tmp_path / "rgb", videos, flow_run=tmp_path / "flow", weights=(1.0, 0.5), **common)
+    assert fused["streams"] == ["rgb", "flow"] and fused["n"] == 4
+    np.testing.assert_allclose(fused["video_logits"], rgb["video_logits"] + 0.5 * flow["video_logits"], rtol=1e-6)
+    only_rgb = evaluate(tmp_path / "rgb", videos, flow_run=tmp_path / "flow", weights=(1.0, 0.0), **common)
+    assert only_rgb["confusion"] == rgb["confusion"] and only_rgb["clip_top1"] == rgb["clip_top1"]
+    # from the command line: one JSON object with the documented keys
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "rgb"), "--flow", str(tmp_path / "flow"), "--data",
+                                 str(videos), "--flow-dir", str(flow_dir), "--clips", "2", "--workers", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output.strip().splitlines()[-1])
+    assert {"top1", "top5", "clip_top1", "n"} <= set(payload) and payload["n"] == 4
+    assert payload["top1"] == pytest.approx(float(np.mean(np.argmax(rgb["video_logits"] + flow["video_logits"], 1)
+                                                           == rgb["video_labels"])))
+    # an RGB run given as --flow is refused in one line
+    _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "rgb"), "--flow", str(tmp_path / "rgb"), "--data",
+                                        str(videos)]), 2, "flow")
