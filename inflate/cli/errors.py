@@ -73,3 +73,36 @@ def handle_errors(command: F) -> F:
             raise typer.Exit(exit_code_for(error)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _click_usage_error() -> type:
+    # Typer vendors its own copy of click: take its UsageError from a public Typer exception.
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def _usage_error_class() -> type:
+    class OneLineUsageError(_click_usage_error()):  # type: ignore[misc, valid-type]
+        """click's usage error, shown as the other errors are: one line, naming the option."""
+
+        def show(self, file: Any = None) -> None:
+            command = f" {self.ctx.command_path}" if self.ctx is not None else ""
+            typer.echo(f"error: {' '.join(self.format_message().split())} (see{command} --help)", err=True)
+
+    return OneLineUsageError
+
+
+def one_line_usage_errors(group_class: type) -> type:
+    """A Typer group class whose commands report bad usage (a wrong option value, a missing
+    argument) in one line, like every other error, with exit code 2."""
+    usage_error, error_class = _click_usage_error(), _usage_error_class()
+
+    class OneLineErrorsGroup(group_class):  # type: ignore[misc, valid-type]
+        def invoke(self, ctx: Any) -> Any:
+            try:
+                return super().invoke(ctx)
+            except usage_error as error:
+                if isinstance(error, error_class):
+                    raise
+                raise error_class(error.format_message(), error.ctx) from None
+
+    return OneLineErrorsGroup
