@@ -73,13 +73,23 @@ def check_output_path(path: str | os.PathLike[str], force: bool) -> Path:
     return path
 
 
-def is_no_space_error(error: BaseException) -> bool:
+def is_no_space_error(error: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
     """True for a full disk or quota, however the writer reports it (OSError, safetensors'
-    Rust io error, torch's stream writer)."""
+    Rust io error). torch's stream writer only reports positions that do not add up: with
+    ``folder``, an OSError or RuntimeError counts when the folder's file system has under
+    64 KiB left."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(error)
-    return "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text
+    if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    if folder is not None and isinstance(error, (OSError, RuntimeError)):
+        try:
+            usage = os.statvfs(folder)
+        except OSError:
+            return False
+        return usage.f_bavail * usage.f_frsize < 64 * 1024
+    return False
 
 
 def _umask() -> int:
@@ -198,7 +208,7 @@ def atomic_output(path: str | os.PathLike[str], force: bool = False) -> Iterator
             try:
                 yield temporary
             except Exception as error:
-                if is_no_space_error(error):
+                if is_no_space_error(error, target.parent if str(target.parent) else "."):
                     raise OutputExistsError(f"cannot write {target}: no space left on device "
                                             f"(folder {target.parent}); nothing was written") from None
                 raise
