@@ -20,6 +20,7 @@ from torch import nn
 
 from . import __version__
 from .core.errors import InflateError, InvalidInputError
+from .core.files import require_input_file
 from .io import atomic_output, fit_state_dict, load_state_dict_file
 
 __all__ = [
@@ -353,10 +354,7 @@ def _decode_metadata(raw: object, path: Path) -> dict[str, Any]:
 def _read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     from .io import torch_load_safely
 
-    if path.is_dir():
-        raise InvalidInputError(f"{path} is a folder; give a .safetensors, .pt or .onnx file")
-    if not path.is_file():
-        raise InvalidInputError(f"{path} does not exist")
+    require_input_file(path, "", "a .safetensors, .pt or .onnx file")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import safe_open
@@ -415,10 +413,7 @@ load = load_inflated
 def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a file written by this library holds: metadata, tensor count and bytes."""
     path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"{path} is a folder; give a .safetensors, .pt or .onnx file")
-    if not path.is_file():
-        raise InvalidInputError(f"{path} does not exist")
+    require_input_file(path, "", "a .safetensors, .pt or .onnx file")
     suffix = path.suffix.lower()
     info: dict[str, Any] = {"file": str(path), "file_bytes": path.stat().st_size}
     if suffix == ".onnx":

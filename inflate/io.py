@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 
 from .core.errors import InvalidInputError, ShapeMismatchError, key_mismatch
-from .core.files import OutputExistsError, atomic_output, check_output_path
+from .core.files import OutputExistsError, atomic_output, check_output_path, require_input_file
 
 __all__ = ["load_state_dict_file", "torch_load_safely", "check_finite", "atomic_output", "check_output_path", "fit_state_dict", "OutputExistsError"]
 
@@ -85,11 +85,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
 
     Refuses pickled objects, damaged files, and NaN or infinite weights.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInputError(f"weights file {path} is a folder; give a .safetensors or .pth file")
-    if not path.is_file():
-        raise InvalidInputError(f"weights file {path} does not exist")
+    path = require_input_file(path, "weights file", "a .safetensors or .pth file")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors.torch import load_file

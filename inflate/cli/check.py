@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (build_2d, check_memory, check_options_apply, check_tubelet, emit, inflate_with_progress,
-                     parse_overrides, validate_num_classes, validate_time)
+                     parse_overrides, validate_num_classes, validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -45,6 +45,7 @@ def check(
 
     validate_time(time)
     validate_num_classes(num_classes)
+    validate_policy(policy, init, pad_mode, attention, tubelet)
     overrides = parse_overrides(override)
     model2d = build_2d(model, pretrained, weights, num_classes)
     check_tubelet(model, model2d, time, policy, tubelet)

@@ -43,6 +43,17 @@ def validate_time(t: int) -> None:
         raise InvalidInputError(f"--time must be >= 1 frame, got {t}")
 
 
+def validate_policy(policy: str, init: Optional[str], pad_mode: Optional[str], attention: Optional[str],
+                    tubelet: Optional[int]) -> None:
+    """Resolve the policy options once, before any slow step, so that a typo fails at once."""
+    from .. import presets  # noqa: F401  (registers the presets' policies)
+    from ..core import get_policy
+
+    if tubelet is not None and tubelet < 1:
+        raise InvalidInputError(f"--tubelet must be >= 1 frame, got {tubelet}")
+    get_policy(policy, init=init, pad_mode=pad_mode, attention=attention, tubelet=tubelet)
+
+
 def validate_num_classes(num_classes: Optional[int]) -> None:
     if num_classes is not None and num_classes < 0:
         raise InvalidInputError(f"--num-classes must be >= 0 (0: no classifier, features out), got {num_classes}")
@@ -198,7 +209,7 @@ def build_3d_preset(name: str, t: int, weights: Optional[Path], num_classes: Opt
 def inflate_with_progress(model2d: nn.Module, t: int, show: bool, **kwargs: Any) -> tuple[nn.Module, Any]:
     from ..adapters.torch import inflate_model
 
-    if not show:
+    if not show or not _stderr().is_terminal:  # no bar (nor the blank line it leaves) in pipes and logs
         return inflate_model(model2d, t=t, return_report=True, **kwargs)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

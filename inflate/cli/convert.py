@@ -10,7 +10,7 @@ import typer
 from ..core.errors import InvalidInputError
 from .common import (build_2d, build_3d_preset, check_memory, check_options_apply, check_tubelet, count_parameters, emit,
                      human_bytes, inflate_with_progress, is_3d_preset, parse_overrides, validate_num_classes,
-                     validate_time)
+                     validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -27,11 +27,12 @@ def _status(message: str, silent: bool) -> Any:
     """A spinner on stderr while a slow step runs (nothing when quiet or printing JSON)."""
     import contextlib
 
-    if silent:
-        return contextlib.nullcontext()
     from rich.console import Console
 
-    return Console(stderr=True).status(message)
+    console = Console(stderr=True)
+    if silent or not console.is_terminal:
+        return contextlib.nullcontext()
+    return console.status(message)
 
 
 SUFFIX_FORMATS = {".safetensors": "safetensors", ".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
@@ -82,7 +83,10 @@ def convert(
 
     validate_time(time)
     validate_num_classes(num_classes)
+    validate_policy(policy, init, pad_mode, attention, tubelet)
     overrides = parse_overrides(override)
+    if exporter not in ("torchscript", "dynamo"):
+        raise InvalidInputError(f"--exporter {exporter!r}: use torchscript or dynamo")
     if model.lower().endswith(".onnx"):
         given = [name for name, value in (("--weights", weights), ("--pretrained", pretrained),
                                           ("--num-classes", num_classes), ("--attention", attention),
@@ -158,10 +162,9 @@ def _read_onnx(source: Path) -> Any:
     import onnx
     from onnx import numpy_helper
 
-    if source.is_dir():
-        raise InvalidInputError(f"{source} is a folder; give an .onnx file")
-    if not source.is_file():
-        raise InvalidInputError(f"{source} does not exist")
+    from ..core.files import require_input_file
+
+    require_input_file(source, "", "an .onnx file")
     try:
         proto = onnx.load(str(source))
     except Exception as error:  # protobuf decode errors, missing external data

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..core.errors import InvalidInputError
-from .common import emit, human_bytes, parse_overrides, validate_time
+from .common import emit, human_bytes, parse_overrides, validate_policy, validate_time
 from .errors import handle_errors
 from .options import InitOpt, JsonOpt, OverrideOpt, PolicyOpt, QuietOpt, TimeOpt
 
@@ -31,6 +31,7 @@ def weights(
     from ..core.files import check_output_path
 
     validate_time(time)
+    validate_policy(policy, init, None, None, None)
     if output.suffix.lower() != ".safetensors":
         raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
                                 ".safetensors suffix")

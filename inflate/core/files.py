@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from .errors import InflateError
 
-__all__ = ["OutputExistsError", "check_output_path", "atomic_output", "is_no_space_error"]
+__all__ = ["OutputExistsError", "check_output_path", "atomic_output", "is_no_space_error", "require_input_file"]
 
 
 class OutputExistsError(InflateError):
@@ -51,6 +51,23 @@ def _existing_mode(path: Path) -> int | None:
             return os.lstat(path).st_mode
         except FileNotFoundError:
             return None
+
+
+def require_input_file(path: str | os.PathLike[str], what: str = "file", expected: str = "") -> Path:
+    """``path`` as a Path if it names a regular file (links followed); otherwise InvalidInputError
+    saying what is there instead. ``expected`` names the kinds of file wanted, for the hint."""
+    from .errors import InvalidInputError
+
+    path = Path(path)
+    mode = _existing_mode(path)
+    hint = f"; give {expected}" if expected else ""
+    if mode is None:
+        raise InvalidInputError(f"{what} {path} does not exist".lstrip())
+    if stat.S_ISDIR(mode):
+        raise InvalidInputError(f"{what} {path} is a folder{hint}".lstrip())
+    if not stat.S_ISREG(mode):
+        raise InvalidInputError(f"{what} {path} is {_describe(mode)}, not a regular file{hint}".lstrip())
+    return path
 
 
 def check_output_path(path: str | os.PathLike[str], force: bool) -> Path:

@@ -272,10 +272,9 @@ def inflate_weights_file(
     if output.suffix.lower() != ".safetensors":
         raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
                                 ".safetensors suffix")
-    if source.is_dir():
-        raise InvalidInputError(f"weights file {source} is a folder; give a .safetensors or .pth file")
-    if not source.is_file():
-        raise InvalidInputError(f"weights file {source} does not exist")
+    from ...core.files import require_input_file
+
+    require_input_file(source, "weights file", "a .safetensors or .pth file")
     resolved = get_policy(policy, init=init, overrides=overrides)
     target_shapes = _target_shapes(target)
     metadata = {"inflate": json.dumps({"format_version": 1, "source_file": source.name, "t": t,
@@ -329,7 +328,9 @@ def _target_shapes(target: Any) -> Optional[dict[str, tuple[int, ...]]]:
         return None
     if isinstance(target, Mapping):
         return {k: tuple(v.shape) for k, v in target.items()}
-    path = Path(target)
+    from ...core.files import require_input_file
+
+    path = require_input_file(target, "target file", "a 3D .safetensors or .pth file")
     if path.suffix.lower() == ".safetensors":
         header, _ = _read_header(path)
         return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
