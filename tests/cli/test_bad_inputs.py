@@ -227,3 +227,21 @@ def test_bad_input(inputs: Path, tmp_path: Path, template: str, code: int, culpr
     assert sorted(os.listdir(out)) == before_out and (out / "exists.safetensors").read_bytes() == b"keep me"
     assert sorted(os.listdir(inputs)) == before_in
     assert not marker.exists()
+
+
+def test_readme_exit_code_table_matches_the_codes_asserted_here() -> None:
+    import re
+
+    from inflate.cli import errors
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = {int(code): meaning for code, meaning in re.findall(r"^\| (\d) \| (.+?) \|$", readme, re.M)}
+    assert sorted(table) == [0, 1, 2, 3, 4]
+    assert (errors.EXIT_OK, errors.EXIT_CHECK_FAILED, errors.EXIT_BAD_INPUT, errors.EXIT_UNSUPPORTED,
+            errors.EXIT_OUTPUT) == (0, 1, 2, 3, 4)
+    assert table[BAD_INPUT].startswith("bad input") and table[CANNOT_CONVERT].startswith("cannot convert")
+    assert table[OUTPUT].startswith("output problem") and "no space left" in table[OUTPUT]
+    assert table[1].startswith("a check failed")
+    # every code the cases assert has its row, and each row's examples are among the cases
+    assert {code for _, _, code, _ in CASES} <= set(table)
+    assert "appeared during the write" in table[OUTPUT] and "not a regular file" in table[OUTPUT]
