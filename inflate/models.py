@@ -175,6 +175,8 @@ def create_2d_model(
     import timm
 
     if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise InvalidInputError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
         kwargs["num_classes"] = num_classes
     _load_presets()
     if name in PRESETS:

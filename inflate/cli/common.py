@@ -104,7 +104,7 @@ def check_options_apply(model_name: str, report: Any, t: int, attention: Optiona
     and warn about an override whose temporal kernel is longer than the clip."""
     layers = report.layers
     if attention is not None and not any("SpaceTimeAttention" in r.op3d or "attention" in r.op2d.lower()
-                                         or "Attention" in r.op2d for r in layers):
+                                         for r in layers):
         raise InvalidInputError(f"--attention {attention} does not apply: {model_name} has no attention layers "
                                 "(it is for transformers); leave it out")
     for pattern, value in (overrides or {}).items():
