@@ -84,11 +84,20 @@ def _state_dict(model3d: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_safetensors(model3d: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Write the 3D model's tensors and rebuild metadata to ``path`` (atomically)."""
+def save_safetensors(model3d: nn.Module, path: str | os.PathLike[str], *, force: bool = False,
+                     extra_metadata: Optional[dict[str, Any]] = None) -> Path:
+    """Write the 3D model's tensors and rebuild metadata to ``path`` (atomically).
+
+    ``extra_metadata`` adds JSON-able entries under their own keys (a trained run adds its
+    ``labels``); they are never read back as settings that rebuild the model.
+    """
     from safetensors.torch import save_file
 
     meta = {METADATA_KEY: json.dumps(inflation_metadata(model3d))}
+    for key, value in (extra_metadata or {}).items():
+        if key == METADATA_KEY:
+            raise InvalidInputError(f"extra metadata cannot replace the '{METADATA_KEY}' entry")
+        meta[key] = json.dumps(value)
     with atomic_output(path, force) as temporary:
         save_file(_state_dict(model3d), str(temporary), metadata=meta)
     return Path(path)

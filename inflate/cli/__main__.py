@@ -1,4 +1,4 @@
-"""`python -m inflate.cli`: the same as the `inflate` command."""
+"""`python -m inflate.cli` (what `torchrun -m inflate.cli train ...` runs)."""
 
 from .app import main
 

@@ -9,8 +9,10 @@ from .. import __version__
 from .check import check
 from .convert import convert
 from .errors import one_line_usage_errors
+from .flow import EXIT_RULE, flow
 from .inspect_file import inspect
 from .listing import list_
+from .train import evaluate, predict, train
 from .weights import weights
 
 EXAMPLES = [
@@ -21,6 +23,11 @@ EXAMPLES = [
     ("inflate inspect resnet50_t8.safetensors", "what an exported file holds"),
     ("inflate convert model2d.onnx -t 8 -o model3d.onnx", "inflate an ONNX graph, checked in onnxruntime"),
     ("inflate weights r50.safetensors r50_3d.safetensors -t 8", "inflate a weight file, no model code"),
+    ("inflate train i3d_rgb --data videos/ --frames 64 --size 224 --epochs 30 --batch 8 --out runs/rgb",
+     "fine-tune I3D (DeepMind's Kinetics weights) on videos/train/<class>/*, validate on videos/val"),
+    ("inflate evaluate runs/rgb --flow runs/flow --data videos/ --json", "two-stream late fusion, video and clip top-1/top-5"),
+    ("inflate predict runs/rgb clip.mp4", "top-5 labels of one video"),
+    ("inflate flow UCF-101/ ucf101_flow/", "TV-L1 flow of every video as uint8 .npz (torch on a GPU, else OpenCV)"),
 ]
 
 # "\b" keeps click from re-wrapping the paragraph that follows it.
@@ -59,6 +66,10 @@ app.command("check")(check)
 app.command("list")(list_)
 app.command("inspect")(inspect)
 app.command("weights")(weights)
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("predict")(predict)
+app.command("flow", epilog=EXIT_RULE)(flow)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
