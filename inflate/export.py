@@ -7,11 +7,12 @@ per-layer overrides, and the library version (``inflate`` key, a JSON string).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 
 from . import __version__
 from .core.errors import InflateError, InvalidInputError
+from .core.files import require_input_file
 from .io import atomic_output, fit_state_dict, load_state_dict_file
 
 __all__ = [
@@ -167,6 +169,7 @@ def export_onnx(
     settings = _settings(model3d)
     if exporter not in ("torchscript", "dynamo"):
         raise InvalidInputError(f"unknown exporter {exporter!r}: use torchscript or dynamo")
+    validate_opset(opset, exporter)
     model3d = model3d.eval()
     device_model = next(model3d.parameters()).device
     if device_model.type != "cpu":
@@ -177,7 +180,7 @@ def export_onnx(
     with atomic_output(path, force) as temporary:
         import warnings
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_stdout(), _export_errors(exporter):
             warnings.simplefilter("ignore")
             if exporter == "torchscript":
                 torch.onnx.export(
@@ -208,13 +211,160 @@ def export_onnx(
     return report
 
 
+def opset_range(exporter: str = "torchscript") -> tuple[int, int]:
+    """The ONNX opsets ``exporter`` writes, from torch's own constants."""
+    try:
+        from torch.onnx import _constants as limits
+
+        low, high = limits.ONNX_MIN_OPSET, limits.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+        if exporter == "dynamo":
+            low, high = 18, limits.ONNX_MAX_OPSET  # torch.export-based: opset 18 and later
+    except (ImportError, AttributeError):
+        low, high = (7, 20) if exporter != "dynamo" else (18, 23)
+    return low, high
+
+
+def validate_opset(opset: Optional[int], exporter: str = "torchscript") -> None:
+    """Refuse an opset the exporter cannot write, before any slow step."""
+    if opset is None:
+        return
+    low, high = opset_range(exporter)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise InvalidInputError(f"--opset {opset}: the {exporter} exporter writes opsets {low} to {high}")
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send what the exporter's C++ side prints (whole graphs, on failure) to nowhere, at the
+    file-descriptor level: stdout belongs to the command's own output (and --json)."""
+    import sys
+
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real stdout (embedded, captured): nothing to protect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _export_errors(exporter: str) -> Iterator[None]:
+    try:
+        yield
+    except (InflateError, OSError):
+        raise
+    except Exception as error:  # the exporters' errors carry pages of graph: keep the first line
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise InflateError(f"the {exporter} ONNX exporter failed ({type(error).__name__}: {first}); "
+                           "try --exporter dynamo or another --opset; nothing was written") from None
+
+
 def _forward_arg_names(model: nn.Module) -> list[str]:
     import inspect
 
     return [p for p in inspect.signature(model.forward).parameters if p != "self"]
 
 
+# What a file's metadata may hold: the keys this library writes, each with its value type.
+# Anything else is refused: metadata must never choose what the library downloads or reads
+# (timm's pretrained, pretrained_cfg_overlay, checkpoint_path, ... are not accepted).
+_META_FIELDS: dict[str, tuple[type, ...]] = {
+    "format_version": (int,), "source": (str,), "source_kwargs": (dict,), "t": (int,), "policy": (str,),
+    "init": (str,), "pad_mode": (str,), "overrides": (dict, str, type(None)), "input_size": (list,),
+    "attention": (str, type(None)), "tubelet": (int, type(None)), "library_version": (str,),
+}
+# The 2D constructor arguments the library records (convert.py's _source_kwargs): plain sizes.
+_SOURCE_KWARGS: dict[str, tuple[type, ...]] = {"num_classes": (int,), "in_chans": (int,)}
+_REQUIRED = ("source", "t", "policy", "init", "pad_mode", "input_size")
+# `inflate weights` records what it did, not a model: these keys only.
+_WEIGHTS_FIELDS: dict[str, tuple[type, ...]] = {
+    "format_version": (int,), "source_file": (str,), "t": (int,), "policy": (str,), "init": (str,), "kind": (str,),
+}
+
+
+def _int_like(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_metadata(meta: object, path: object) -> dict[str, Any]:
+    """The file's ``inflate`` metadata, checked against what this library writes.
+
+    Only known keys with values of the recorded types pass; ``source`` must name a timm
+    model or preset, ``source_kwargs`` may hold only integer sizes. Raises InvalidInputError
+    naming the first key at fault.
+    """
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"{path}: its '{METADATA_KEY}' metadata is a JSON {type(meta).__name__}, "
+                                "not an object; the file was not written by inflate or was altered")
+    where = f"{path}: metadata"
+    allowed = _WEIGHTS_FIELDS if meta.get("kind") == "weights" else _META_FIELDS
+    for key, value in meta.items():
+        if key not in allowed:
+            raise InvalidInputError(f"{where} key {key!r} is not one inflate writes; refused (a model file may not "
+                                    f"set it). Known keys: {', '.join(allowed)}")
+        kinds = allowed[key]
+        if not isinstance(value, kinds) or (int in kinds and isinstance(value, bool)):
+            raise InvalidInputError(f"{where} {key!r} is a {type(value).__name__}; expected "
+                                    f"{' or '.join('null' if k is type(None) else k.__name__ for k in kinds)}")
+    if allowed is _WEIGHTS_FIELDS:
+        return meta
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing:
+        raise InvalidInputError(f"{where} lacks {', '.join(repr(k) for k in missing)}; it was not written by inflate")
+    for key, value in (meta.get("source_kwargs") or {}).items():
+        if key not in _SOURCE_KWARGS:
+            raise InvalidInputError(f"{where} source_kwargs {key!r} is not one inflate writes; refused (only "
+                                    f"{', '.join(_SOURCE_KWARGS)} are accepted: a model file may not ask for "
+                                    "downloads, URLs or other files)")
+        if not _int_like(value) or value < 0:
+            raise InvalidInputError(f"{where} source_kwargs {key!r} must be an integer >= 0, got {value!r}")
+    size = meta["input_size"]
+    if len(size) != 3 or not all(_int_like(v) and v > 0 for v in size):
+        raise InvalidInputError(f"{where} 'input_size' must be three positive integers (C, H, W), got {size!r}")
+    if meta["t"] < 1:
+        raise InvalidInputError(f"{where} 't' must be >= 1, got {meta['t']}")
+    overrides = meta.get("overrides")
+    if isinstance(overrides, str) and overrides != "callable":
+        raise InvalidInputError(f"{where} 'overrides' must be an object or null, got the string {overrides!r}")
+    if isinstance(overrides, dict):
+        for pattern, value in overrides.items():
+            fields = value if isinstance(value, dict) else {"kernel": value}
+            if not all(k in ("kernel", "stride", "padding", "init") for k in fields) or \
+                    not all(_int_like(v) or isinstance(v, (str, list)) for v in fields.values()):
+                raise InvalidInputError(f"{where} override {pattern!r} = {value!r} is not one inflate writes")
+    source = meta["source"]
+    import timm
+
+    from .models import list_presets
+
+    if not timm.is_model(source) and source not in list_presets():
+        raise InvalidInputError(f"{where} 'source' {source!r} is not a timm model or preset name; refused")
+    return meta
+
+
+def _decode_metadata(raw: object, path: Path) -> dict[str, Any]:
+    if not isinstance(raw, str):
+        raise InvalidInputError(f"{path}: its '{METADATA_KEY}' metadata is a {type(raw).__name__}, not a JSON string")
+    try:
+        meta = json.loads(raw)
+    except ValueError as error:
+        raise InvalidInputError(f"{path}: its '{METADATA_KEY}' metadata is not valid JSON ({error}); the file was "
+                                "altered or not written by inflate") from None
+    return validate_metadata(meta, path)
+
+
 def _read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from .io import torch_load_safely
+
+    require_input_file(path, "", "a .safetensors, .pt or .onnx file")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import safe_open
@@ -224,16 +374,19 @@ def _read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
             meta = handle.metadata() or {}
         raw = meta.get(METADATA_KEY)
     elif suffix in (".pt", ".pth"):
-        payload = torch.load(str(path), map_location="cpu", weights_only=True) if path.is_file() else None
-        if payload is None:
-            raise InvalidInputError(f"{path} does not exist")
+        payload = torch_load_safely(path)
         raw = payload.get(METADATA_KEY) if isinstance(payload, dict) else None
         state = payload.get("state_dict", {}) if isinstance(payload, dict) else {}
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise InvalidInputError(f"{path}: its 'state_dict' entry does not hold tensors only")
+        from .io import check_finite
+
+        check_finite(state, path)
     else:
         raise InvalidInputError(f"cannot rebuild a model from {suffix!r} files: use .safetensors or .pt")
     if raw is None:
         raise InvalidInputError(f"{path} has no '{METADATA_KEY}' metadata: it was not written by inflate")
-    return json.loads(raw), state
+    return _decode_metadata(raw, path), state
 
 
 def load_inflated(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -248,10 +401,14 @@ def load_inflated(path: str | os.PathLike[str], *, map_location: str | torch.dev
 
     path = Path(path)
     meta, state = _read_metadata(path)
+    if meta.get("kind") == "weights":
+        raise InvalidInputError(f"{path} holds weights inflated by `inflate weights`, with no model description; "
+                                "load them into a model made by inflate_model (model.load_state_dict)")
     if meta.get("overrides") == "callable":
         raise InvalidInputError(f"{path} was made with an overrides callable, which cannot be stored; "
                                 "rebuild it in Python with the same callable")
-    model2d = create_2d_model(meta["source"], **meta.get("source_kwargs", {}))
+    # Only the validated integer sizes reach timm, and never pretrained: no download, no other file read.
+    model2d = create_2d_model(meta["source"], pretrained=False, **meta.get("source_kwargs", {}))
     model3d = inflate_model(model2d, t=int(meta["t"]), policy=meta["policy"], init=meta["init"],
                             pad_mode=meta["pad_mode"], overrides=meta.get("overrides"),
                             input_size=tuple(meta["input_size"]), inplace=True,
@@ -266,8 +423,7 @@ load = load_inflated
 def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """What a file written by this library holds: metadata, tensor count and bytes."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path} does not exist")
+    require_input_file(path, "", "a .safetensors, .pt or .onnx file")
     suffix = path.suffix.lower()
     info: dict[str, Any] = {"file": str(path), "file_bytes": path.stat().st_size}
     if suffix == ".onnx":
@@ -286,7 +442,7 @@ def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             inputs=[_onnx_value(v) for v in proto.graph.input],
             outputs=[_onnx_value(v) for v in proto.graph.output],
         )
-        info["metadata"] = json.loads(raw) if raw else None
+        info["metadata"] = _decode_metadata(raw, path) if raw else None
         return info
     meta, state = _read_metadata(path)
     info.update(format=suffix.lstrip("."), tensors=len(state),

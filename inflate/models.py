@@ -73,6 +73,91 @@ def _unknown(name: str) -> InvalidInputError:
     return InvalidInputError(f"unknown model {name!r}{hint}")
 
 
+_HINT = "pass a local file with --weights FILE (weights=...), or --no-pretrained for random weights"
+_OFFLINE_VALUES = ("1", "true", "yes", "on")
+
+
+def _hub_hosts(name: str) -> list[tuple[str, int]]:
+    """Where timm would fetch ``name``'s weights from: the Hugging Face endpoint, or its URL's host."""
+    from urllib.parse import urlsplit
+
+    import timm.models
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    urls = [endpoint]
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is not None and not getattr(cfg, "hf_hub_id", None) and getattr(cfg, "url", None):
+            urls = [cfg.url]
+    except Exception:  # an unknown tag: timm will say so itself
+        pass
+    hosts = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.hostname:
+            hosts.append((parts.hostname, parts.port or (80 if parts.scheme == "http" else 443)))
+    return hosts
+
+
+def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
+    """One TCP connection attempt, DNS included, bounded by ``timeout`` seconds."""
+    import socket
+    import threading
+
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, daemon=True)  # getaddrinfo ignores socket timeouts
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
+
+
+def _create_pretrained(name: str, **kwargs: Any) -> nn.Module:
+    """timm's pretrained model, failing within seconds when the hub cannot be reached.
+
+    Without network (HF_HUB_OFFLINE set, or no connection to the weights' host within 3 s),
+    only the local cache is tried (huggingface_hub's offline mode), so there are no minutes
+    of retries before the error.
+    """
+    import timm
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in _OFFLINE_VALUES
+    unreachable = None
+    if not offline:
+        unreachable = next((f"{h}:{p}" for h, p in _hub_hosts(name) if not _reachable(h, p)), None)
+    if offline or unreachable:
+        try:
+            import huggingface_hub.constants as hub
+        except ImportError:
+            hub = None
+        previous = getattr(hub, "HF_HUB_OFFLINE", None)
+        try:
+            if hub is not None:
+                hub.HF_HUB_OFFLINE = True  # the local cache only: no request, no retry
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as error:
+            reason = "HF_HUB_OFFLINE is set" if offline else f"cannot reach {unreachable}"
+            raise NoNetworkError(f"could not get pretrained weights for {name!r}: {reason} and they are not in the "
+                                 f"local cache; {_HINT}") from None
+        finally:
+            if hub is not None:
+                hub.HF_HUB_OFFLINE = previous
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as error:  # hub errors come in many types
+        raise NoNetworkError(
+            f"could not get pretrained weights for {name!r} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}); {_HINT}"
+        ) from None
+
+
 def create_2d_model(
     name: str,
     *,
@@ -90,6 +175,8 @@ def create_2d_model(
     import timm
 
     if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise InvalidInputError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
         kwargs["num_classes"] = num_classes
     _load_presets()
     if name in PRESETS:
@@ -98,15 +185,7 @@ def create_2d_model(
         if not timm.is_model(name):
             raise _unknown(name)
         if pretrained and weights is None:
-            try:
-                model = timm.create_model(name, pretrained=True, **kwargs)
-            except Exception as error:  # hub errors come in many types
-                raise NoNetworkError(
-                    f"could not download pretrained weights for {name!r} ({type(error).__name__}: "
-                    f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}); "
-                    "pass a local file with --weights FILE (weights=...), or --no-pretrained for random weights"
-                ) from None
-            return model.eval()
+            return _create_pretrained(name, **kwargs).eval()
         model = timm.create_model(name, pretrained=False, **kwargs)
     if weights is not None:
         fit_state_dict(model, load_state_dict_file(weights), what=f"weights in {weights}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 from .check import check
 from .convert import convert
+from .errors import one_line_usage_errors
 from .flow import EXIT_RULE, flow
 from .inspect_file import inspect
 from .listing import list_
@@ -31,7 +33,8 @@ EXAMPLES = [
 # "\b" keeps click from re-wrapping the paragraph that follows it.
 EPILOG = "\b\nExamples:\n" + "\n".join(f"  {cmd}\n      {what}" for cmd, what in EXAMPLES) + (
     "\n\n\b\nExit codes: 0 ok; 1 a check failed; 2 bad input; 3 cannot convert;\n"
-    "4 output exists or is not writable. INFLATE_DEBUG=1 shows tracebacks.")
+    "4 output problem (exists, not a regular file, not writable, disk full).\n"
+    "INFLATE_DEBUG=1 shows tracebacks.")
 
 app = typer.Typer(
     name="inflate",
@@ -41,6 +44,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    cls=one_line_usage_errors(TyperGroup),
 )
 
 

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import parse_overrides, build_2d, emit, inflate_with_progress, validate_time
+from .common import (build_2d, check_memory, check_options_apply, check_tubelet, emit, inflate_with_progress,
+                     parse_overrides, validate_num_classes, validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -40,14 +41,22 @@ def check(
     from ..checks import check_boring_video, check_order_sensitivity
     from ..testing import randomize_weights, randomize_zero_parameters
 
+    from ..adapters.torch import default_input_size
+
     validate_time(time)
+    validate_num_classes(num_classes)
+    validate_policy(policy, init, pad_mode, attention, tubelet)
+    overrides = parse_overrides(override)
     model2d = build_2d(model, pretrained, weights, num_classes)
+    check_tubelet(model, model2d, time, policy, tubelet)
+    check_memory(model, model2d, time, tuple(default_input_size(model2d)), "check")
     randomize = randomize if randomize is not None else not (pretrained or weights)
     if randomize:
         randomize_weights(model2d)
     model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
-                                            pad_mode=pad_mode, overrides=parse_overrides(override),
-                                                attention=attention, tubelet=tubelet)
+                                            pad_mode=pad_mode, overrides=overrides,
+                                            attention=attention, tubelet=tubelet)
+    check_options_apply(model, report, time, attention, overrides)
     boring = check_boring_video(model2d, model3d, t=time)
     # New temporal parameters start at zero (the model starts as the image model); give them values,
     # as training would, before asking whether frame order matters.
@@ -66,7 +75,8 @@ def check(
         "passed": passed,
         "boring_video": {"max_abs_error": boring.max_abs_error, "max_rel_error": boring.max_rel_error,
                          "passed": boring.passed},
-        "frame_order": {"relative_change": order.relative_change, "passed": order.passed},
+        "frame_order": {"relative_change": order.relative_change, "reversal_change": order.reversal_change,
+                        "orders": dict(order.orders), "skipped": order.skipped, "passed": order.passed},
         "layers": [r.__dict__ for r in report.layers], "frame_wise": [r.path for r in report.frame_wise],
     }
     emit(payload, as_json, lines, quiet)

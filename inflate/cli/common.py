@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,16 +30,159 @@ def parse_overrides(items: Optional[list[str]]) -> Optional[dict[str, dict[str, 
     table: dict[str, dict[str, int]] = {}
     for item in items:
         pattern, sep, value = item.rpartition("=")
-        kernel, _, stride = value.partition(":")
-        if not sep or not pattern or not kernel.isdigit() or (stride and not stride.isdigit()):
+        # ASCII digits only: str.isdigit accepts "²", which int() then refuses.
+        match = re.fullmatch(r"([0-9]+)(?::([0-9]+))?", value)
+        if not sep or not pattern or match is None or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
             raise InvalidInputError(f"--override {item!r}: expected PATTERN=K or PATTERN=K:S with integers K, S >= 1")
-        table[pattern] = {"kernel": int(kernel), "stride": int(stride or 1)}
+        table[pattern] = {"kernel": int(match[1]), "stride": int(match[2] or 1)}
     return table
 
 
 def validate_time(t: int) -> None:
     if t < 1:
         raise InvalidInputError(f"--time must be >= 1 frame, got {t}")
+
+
+def validate_policy(policy: str, init: Optional[str], pad_mode: Optional[str], attention: Optional[str],
+                    tubelet: Optional[int]) -> None:
+    """Resolve the policy options once, before any slow step, so that a typo fails at once."""
+    from .. import presets  # noqa: F401  (registers the presets' policies)
+    from ..core import get_policy
+
+    if tubelet is not None and tubelet < 1:
+        raise InvalidInputError(f"--tubelet must be >= 1 frame, got {tubelet}")
+    get_policy(policy, init=init, pad_mode=pad_mode, attention=attention, tubelet=tubelet)
+
+
+def validate_num_classes(num_classes: Optional[int]) -> None:
+    if num_classes is not None and num_classes < 0:
+        raise InvalidInputError(f"--num-classes must be >= 0 (0: no classifier, features out), got {num_classes}")
+
+
+def patch_embeddings(model2d: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The patch embeddings the torch adapter turns into tubelet embeddings (timm's PatchEmbed
+    that flattens to tokens or keeps NHWC without dynamic padding, PiT's conv embedding)."""
+    from timm.layers import PatchEmbed
+    from timm.models import pit
+
+    found = []
+    for name, module in model2d.named_modules():
+        if type(module) is PatchEmbed and not getattr(module, "dynamic_img_pad", False):
+            found.append((name, module))
+        elif type(module) is pit.ConvEmbedding:
+            found.append((name, module))
+    return found
+
+
+def check_tubelet(model_name: str, model2d: nn.Module, t: int, policy: str, tubelet: Optional[int]) -> None:
+    """Before any slow step: a transformer's clip length must be a whole number of tubelets,
+    and --tubelet must have a patch embedding to apply to."""
+    from ..core import get_policy
+
+    embeddings = patch_embeddings(model2d)
+    if tubelet is not None and tubelet < 1:
+        raise InvalidInputError(f"--tubelet must be >= 1 frame, got {tubelet}")
+    if not embeddings:
+        if tubelet is not None:
+            raise InvalidInputError(f"--tubelet {tubelet} does not apply: {model_name} has no patch embedding "
+                                    "(it is for transformers); leave it out")
+        return
+    size = get_policy(policy, tubelet=tubelet).tubelet
+    if t % size:
+        below, above = (t // size) * size, (t // size + 1) * size
+        nearest = above if below < 1 or above - t <= t - below else below
+        raise InvalidInputError(
+            f"-t {t} is not a multiple of the tubelet size {size} of {model_name}'s patch embedding "
+            f"('{embeddings[0][0]}'): the model could not run its own clip length. Use -t {nearest} (the nearest "
+            f"valid t), or a --tubelet that divides {t}")
+
+
+def check_options_apply(model_name: str, report: Any, t: int, attention: Optional[str],
+                        overrides: Optional[dict[str, dict[str, int]]]) -> None:
+    """After inflation, before anything is written or checked: refuse options that changed
+    nothing (an --attention on a model with no attention, an --override matching no layer),
+    and warn about an override whose temporal kernel is longer than the clip."""
+    layers = report.layers
+    if attention is not None and not any("SpaceTimeAttention" in r.op3d or "attention" in r.op2d.lower()
+                                         for r in layers):
+        raise InvalidInputError(f"--attention {attention} does not apply: {model_name} has no attention layers "
+                                "(it is for transformers); leave it out")
+    for pattern, value in (overrides or {}).items():
+        if not any(fnmatch.fnmatchcase(r.path, pattern) for r in layers):
+            close = [r.path for r in layers if r.how == "inflated"][:3]
+            raise InvalidInputError(f"--override {pattern}={value['kernel']}: the pattern matches no layer of "
+                                    f"{model_name} (layer paths look like {', '.join(close)}; "
+                                    "`inflate check MODEL` prints them all)")
+        if value["kernel"] > t:
+            warnings.warn(f"--override {pattern}={value['kernel']}: a temporal kernel of {value['kernel']} is longer "
+                          f"than the clip (t={t}); its outer taps see only padding", stacklevel=2)
+
+
+def _available_memory() -> tuple[int, str]:
+    """Bytes this process may still allocate: MemAvailable, or the cgroup's limit if lower."""
+    available, where = 1 << 62, "unknown"
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available, where = int(line.split()[1]) * 1024, "available memory"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max" and int(limit) - used < available:
+            available, where = int(limit) - used, "memory left under the cgroup limit"
+    except (OSError, ValueError):
+        pass
+    return available, where
+
+
+def frame_bytes(model2d: nn.Module, input_size: tuple[int, int, int]) -> tuple[int, int]:
+    """(input bytes, largest single activation in bytes) of one frame through the 2D model
+    (float32): a 3D model holds at least both for every frame of a clip."""
+    import torch
+
+    largest = 0
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal largest
+        for value in (output if isinstance(output, (tuple, list)) else (output,)):
+            if isinstance(value, torch.Tensor):
+                largest = max(largest, value.numel() * value.element_size())
+
+    handles = [m.register_forward_hook(record) for m in model2d.modules() if not list(m.children())]
+    try:
+        was_training = model2d.training
+        model2d.eval()
+        with torch.no_grad():
+            model2d(torch.zeros(1, *input_size))
+        model2d.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 4 * input_size[0] * input_size[1] * input_size[2], largest
+
+
+def check_memory(model_name: str, model2d: Optional[nn.Module], t: int, input_size: tuple[int, int, int],
+                 what: str) -> None:
+    """Refuse a clip length whose activations cannot fit in memory, before allocating them.
+
+    The figure is a lower bound: t × (one frame's input + the 2D model's largest activation
+    on one frame). Only measured when the clip alone is within 1/64 of the memory left.
+    """
+    available, where = _available_memory()
+    image = 4 * input_size[0] * input_size[1] * input_size[2]
+    if t * image * 64 < available:
+        return
+    image, largest = frame_bytes(model2d, input_size) if model2d is not None else (image, 0)
+    need = t * (image + largest)
+    if need > available:
+        frames = max(1, available // max(1, image + largest))
+        raise InvalidInputError(
+            f"-t {t} needs at least {human_bytes(need)} of memory to {what} {model_name} at "
+            f"{'x'.join(map(str, input_size))} ({human_bytes(image + largest)} per frame), more than the "
+            f"{human_bytes(available)} of {where}; use a smaller -t (at most about {frames} frames here)")
 
 
 def is_3d_preset(name: str) -> bool:
@@ -63,7 +209,7 @@ def build_3d_preset(name: str, t: int, weights: Optional[Path], num_classes: Opt
 def inflate_with_progress(model2d: nn.Module, t: int, show: bool, **kwargs: Any) -> tuple[nn.Module, Any]:
     from ..adapters.torch import inflate_model
 
-    if not show:
+    if not show or not _stderr().is_terminal:  # no bar (nor the blank line it leaves) in pipes and logs
         return inflate_model(model2d, t=t, return_report=True, **kwargs)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..core.errors import InvalidInputError
-from .common import build_3d_preset, is_3d_preset, parse_overrides, build_2d, count_parameters, emit, human_bytes, inflate_with_progress, validate_time
+from .common import (build_2d, build_3d_preset, check_memory, check_options_apply, check_tubelet, count_parameters, emit,
+                     human_bytes, inflate_with_progress, is_3d_preset, parse_overrides, validate_num_classes,
+                     validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -25,21 +27,31 @@ def _status(message: str, silent: bool) -> Any:
     """A spinner on stderr while a slow step runs (nothing when quiet or printing JSON)."""
     import contextlib
 
-    if silent:
-        return contextlib.nullcontext()
     from rich.console import Console
 
-    return Console(stderr=True).status(message)
+    console = Console(stderr=True)
+    if silent or not console.is_terminal:
+        return contextlib.nullcontext()
+    return console.status(message)
+
+
+SUFFIX_FORMATS = {".safetensors": "safetensors", ".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
 
 
 def _format(fmt: Optional[str], output: Optional[Path]) -> str:
+    """The output format: --format, else -o's suffix, else safetensors. A suffix that names
+    another format than --format is refused (the file would lie about what it holds)."""
     from ..export import FORMATS
 
+    suffix = output.suffix.lower() if output is not None else ""
+    implied = SUFFIX_FORMATS.get(suffix)
     if fmt is None:
-        suffix = output.suffix.lstrip(".").lower() if output is not None else ""
-        fmt = {"pth": "pt"}.get(suffix, suffix) if suffix else "safetensors"
+        fmt = implied or (suffix.lstrip(".") if suffix else "safetensors")
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if implied is not None and implied != fmt:
+        raise InvalidInputError(f"--format {fmt} contradicts -o {output} (a {implied} suffix): use -o "
+                                f"{output.with_suffix('.' + fmt)} or --format {implied}")  # type: ignore[union-attr]
     return fmt
 
 
@@ -66,27 +78,52 @@ def convert(
     as_json: JsonOpt = False,
 ) -> None:
     """Inflate MODEL to 3D and write it (weights + the metadata to rebuild it)."""
-    from ..export import export_onnx, save_pt, save_safetensors
+    from ..export import export_onnx, save_pt, save_safetensors, validate_opset
     from ..io import check_output_path
 
     validate_time(time)
+    validate_num_classes(num_classes)
+    validate_policy(policy, init, pad_mode, attention, tubelet)
+    overrides = parse_overrides(override)
+    if exporter not in ("torchscript", "dynamo"):
+        raise InvalidInputError(f"--exporter {exporter!r}: use torchscript or dynamo")
     if model.lower().endswith(".onnx"):
-        _convert_onnx(Path(model), time, policy, init, pad_mode, override, output, force, quiet, as_json)
+        given = [name for name, value in (("--weights", weights), ("--pretrained", pretrained),
+                                          ("--num-classes", num_classes), ("--attention", attention),
+                                          ("--tubelet", tubelet), ("--opset", opset)) if value]
+        if given:
+            raise InvalidInputError(f"{given[0]} does not apply to an ONNX input ({model}): its weights and opset "
+                                    "come from the graph; leave it out")
+        if fmt not in (None, "onnx"):
+            raise InvalidInputError(f"--format {fmt}: an ONNX input ({model}) is written as ONNX; use --format onnx")
+        _convert_onnx(Path(model), time, policy, init, pad_mode, overrides, output, force, quiet, as_json)
         return
     fmt = _format(fmt, output)
+    if fmt != "onnx" and opset is not None:
+        raise InvalidInputError(f"--opset {opset} does not apply to {fmt} output (ONNX only); leave it out")
+    validate_opset(opset, exporter)
     output = output or Path(f"{model}_t{time}.{fmt}")
     check_output_path(output, force)  # fail before the slow part
     if is_3d_preset(model):
         if model == "i3d_two_stream":
             raise InvalidInputError("i3d_two_stream takes two inputs: convert i3d_rgb and i3d_flow separately")
+        given = [name for name, value in (("--override", override), ("--attention", attention),
+                                          ("--tubelet", tubelet), ("--pretrained", pretrained)) if value]
+        if given:
+            raise InvalidInputError(f"{given[0]} does not apply to the ready 3D model {model} (it has its own "
+                                    "policy); leave it out, or inflate a 2D model")
         model3d = build_3d_preset(model, time, weights, num_classes, pad_mode)
+        check_memory(model, None, time, tuple(model3d.inflation.input_size), "export")
         report = model3d.inflation.report
         policy = model3d.inflation.policy
     else:
         model2d = build_2d(model, pretrained, weights, num_classes)
+        check_tubelet(model, model2d, time, policy, tubelet)
+        check_memory(model, model2d, time, _input_size(model2d), "export")
         model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
-                                                pad_mode=pad_mode, overrides=parse_overrides(override),
+                                                pad_mode=pad_mode, overrides=overrides,
                                                 attention=attention, tubelet=tubelet)
+        check_options_apply(model, report, time, attention, overrides)
     payload = {"model": model, "t": time, "policy": policy, "init": init, "format": fmt, "output": str(output),
                "parameters": count_parameters(model3d), "frame_wise": [r.path for r in report.frame_wise]}
     lines = [f"inflated {model}: {len(report.inflated)} ops with 3D rules, {len(report.temporal_layers())} mixing "
@@ -114,8 +151,49 @@ def convert(
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
-def _convert_onnx(source: Path, time: int, policy: str, init: str, pad_mode: Optional[str], override: Optional[list[str]],
-                  output: Optional[Path], force: bool, quiet: bool, as_json: bool) -> None:
+def _input_size(model2d: Any) -> tuple[int, int, int]:
+    from ..adapters.torch import default_input_size
+
+    return tuple(default_input_size(model2d))  # type: ignore[return-value]
+
+
+def _read_onnx(source: Path) -> Any:
+    """The 2D graph, refused if it is not a readable ONNX file or holds non-finite weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    from ..core.files import require_input_file
+
+    require_input_file(source, "", "an .onnx file")
+    try:
+        proto = onnx.load(str(source))
+    except Exception as error:  # protobuf decode errors, missing external data
+        raise InvalidInputError(f"{source} is not a readable ONNX file ({type(error).__name__}); it may be "
+                                "truncated or corrupt") from None
+    import numpy as np
+
+    for tensor in proto.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise InvalidInputError(f"tensor '{tensor.name}' in {source} has {bad} non-finite values (NaN or Inf) "
+                                    f"of {array.size}; the weights are damaged: use a good model")
+    return proto
+
+
+def _onnx_input_size(proto: Any) -> tuple[int, int, int]:
+    initializers = {t.name for t in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name not in initializers:
+            dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+            if len(dims) == 4 and all(d > 0 for d in dims[1:]):
+                return dims[1], dims[2], dims[3]
+    return 3, 224, 224
+
+
+def _convert_onnx(source: Path, time: int, policy: str, init: str, pad_mode: Optional[str],
+                  overrides: Optional[dict[str, dict[str, int]]], output: Optional[Path], force: bool, quiet: bool,
+                  as_json: bool) -> None:
     """ONNX in, ONNX out; verified in onnxruntime on a boring clip against the 2D graph."""
     import onnx
 
@@ -124,9 +202,12 @@ def _convert_onnx(source: Path, time: int, policy: str, init: str, pad_mode: Opt
     from ..core.files import atomic_output, check_output_path
 
     output = output or source.with_name(f"{source.stem}_t{time}.onnx")
+    if output.suffix.lower() != ".onnx":
+        raise InvalidInputError(f"-o {output}: an ONNX input is written as ONNX; give the output an .onnx suffix")
     check_output_path(output, force)
-    model3d = inflate_onnx(source, t=time, policy=policy, init=init, pad_mode=pad_mode,
-                           overrides=parse_overrides(override))
+    proto = _read_onnx(source)
+    check_memory(str(source), None, time, _onnx_input_size(proto), "convert and check")
+    model3d = inflate_onnx(source, t=time, policy=policy, init=init, pad_mode=pad_mode, overrides=overrides)
     with atomic_output(output, force) as temporary:
         onnx.save(model3d, str(temporary))
         error = boring_video_onnx(source, temporary, time)

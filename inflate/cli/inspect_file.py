@@ -22,7 +22,10 @@ def inspect(
     info = inspect_file(file)
     meta = info.get("metadata") or {}
     lines = [f"{info['file']}: {info['format']}, {human_bytes(info['file_bytes'])}"]
-    if meta:
+    if meta and meta.get("kind") == "weights":
+        lines.append(f"  weights inflated from {meta.get('source_file')}: t={meta.get('t')} policy={meta.get('policy')} "
+                     f"init={meta.get('init')}")
+    elif meta:
         lines.append(f"  source {meta.get('source')} {meta.get('source_kwargs') or ''}".rstrip())
         lines.append(f"  t={meta.get('t')} policy={meta.get('policy')} init={meta.get('init')} "
                      f"pad_mode={meta.get('pad_mode')} input={meta.get('input_size')}")

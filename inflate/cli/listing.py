@@ -7,10 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from .common import emit
+from .errors import handle_errors
 
 PatternArg = Annotated[Optional[str], typer.Argument(help="Glob on model names, as timm.list_models ('resnet*').")]
 
 
+@handle_errors
 def list_(
     pattern: PatternArg = None,
     rules: Annotated[bool, typer.Option("--rules", help="List the inflation rules.")] = False,

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import emit, human_bytes, parse_overrides, validate_time
+from ..core.errors import InvalidInputError
+from .common import emit, human_bytes, parse_overrides, validate_policy, validate_time
 from .errors import handle_errors
 from .options import InitOpt, JsonOpt, OverrideOpt, PolicyOpt, QuietOpt, TimeOpt
 
@@ -30,6 +31,10 @@ def weights(
     from ..core.files import check_output_path
 
     validate_time(time)
+    validate_policy(policy, init, None, None, None)
+    if output.suffix.lower() != ".safetensors":
+        raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
+                                ".safetensors suffix")
     check_output_path(output, force)
     plans = inflate_weights_file(source, output, time, policy=policy, init=init, overrides=parse_overrides(override),
                                  target=target, force=force)

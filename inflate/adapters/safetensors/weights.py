@@ -29,9 +29,38 @@ from ...core.spec import OpSpec
 
 __all__ = ["inflate_state_dict", "plan_state_dict", "inflate_weights_file", "TensorPlan"]
 
-_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+# BF16 is stored as its 16 raw bits (numpy has no bfloat16) and widened to float32 to compute.
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
+           "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items() if k != "BF16"}
+_FLOATS = ("F64", "F32", "F16", "BF16")
+# Keys that only transformers have: their 3D form (tubelets with a temporal embedding, wrapped
+# attention) needs the model, which a weight file does not describe.
+_TRANSFORMER_MARKS = ("pos_embed", "cls_token", "dist_token", "reg_token", "relative_position_bias_table",
+                      "qkv.weight", "q_proj.weight")
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 raw bits (uint16) → float32, exactly (bfloat16 is float32's upper half)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16(values: np.ndarray) -> np.ndarray:
+    """float32 → bfloat16 raw bits, rounded to nearest even as torch's ``.to(torch.bfloat16)``;
+    NaN stays NaN."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
+    return np.where(np.isnan(values), np.uint16(0x7FC0), rounded)
+
+
+def _refuse_transformer(keys: Any, source: object) -> None:
+    for key in keys:
+        if any(key.endswith(mark) or f".{mark}" in key or key.startswith(mark) for mark in _TRANSFORMER_MARKS) or \
+                ("patch_embed" in key and key.endswith("weight")):
+            raise InvalidInputError(
+                f"{source} holds a transformer (first sign: '{key}'): its patch embedding becomes a tubelet "
+                "embedding with a new temporal embedding and its attention is wrapped, which a weight file alone "
+                "cannot describe; use `inflate convert MODEL --weights FILE` (inflate_model) instead")
 
 
 @dataclass(frozen=True)
@@ -53,12 +82,34 @@ def plan_state_dict(
     shapes: Mapping[str, tuple[int, ...]],
     policy: Policy,
     target_shapes: Optional[Mapping[str, tuple[int, ...]]] = None,
+    dtypes: Optional[Mapping[str, str]] = None,
 ) -> list[TensorPlan]:
-    """Decide each tensor's 3D shape from the policy, or from ``target_shapes`` when given."""
+    """Decide each tensor's 3D shape from the policy, or from ``target_shapes`` when given.
+
+    ``dtypes`` (safetensors codes, "F32", "I8", ...) lets it refuse integer kernels, which
+    tiling would divide and truncate. A file with no 4D kernel (already 3D, or no convs),
+    and a target with no 5D kernel (a 2D file), are refused: nothing would be inflated.
+    """
+    if not any(_is_kernel(k, tuple(s)) for k, s in shapes.items()):
+        five_d = next((k for k, s in shapes.items() if len(s) == 5), None)
+        if five_d is not None:
+            raise InvalidInputError(f"the weights are already 3D ('{five_d}' is 5D) and hold no 2D kernel: "
+                                    "nothing to inflate")
+        raise InvalidInputError("the weights hold no 4D convolution kernel (a key ending in 'weight' with shape "
+                                "(O, I, kh, kw)): nothing to inflate")
     if target_shapes is not None:
+        if not any(len(s) == 5 for s in target_shapes.values()):
+            raise InvalidInputError("the target holds no 5D kernel: it is a 2D file; give the 3D weight file whose "
+                                    "shapes the kernels should take")
         mismatch = key_mismatch(target_shapes, shapes, "target", "2D")
         if mismatch:
             raise InvalidInputError(f"the 2D weights do not fit the target: {mismatch}")
+    if dtypes is not None:
+        for key, shape in shapes.items():
+            if _is_kernel(key, tuple(shape)) and dtypes[key] not in _FLOATS:
+                raise InvalidInputError(
+                    f"tensor '{key}' is an integer ({dtypes[key]}) kernel: dividing it by the temporal size would "
+                    "truncate it; dequantise the weights to floating point first")
     stem = next((k[: -len(".weight")] for k, s in shapes.items() if _is_kernel(k, tuple(s))), None)
     plans = []
     for key, shape in shapes.items():
@@ -85,13 +136,26 @@ def plan_state_dict(
 
 
 def _apply(plan: TensorPlan, array: np.ndarray) -> np.ndarray:
+    """Inflate one tensor. Half-precision kernels are computed in float32 and rounded back,
+    as ``tensor.float()`` then ``.to(dtype)`` would; the result keeps the input's dtype."""
     if plan.time_kernel is None:
         return array
+    if array.dtype.kind != "f":
+        raise InvalidInputError(f"tensor '{plan.key}' is an integer ({array.dtype}) kernel: dividing it by the "
+                                "temporal size would truncate it; dequantise the weights to floating point first")
     spec = OpSpec("conv", plan.key, (plan.shape2d[2], plan.shape2d[3]))
     from ...core.spec import TimeSpec
 
-    _, out = get_rule("conv").inflate(spec, TimeSpec(kernel=plan.time_kernel, init=plan.init), {"weight": array})  # type: ignore[arg-type]
-    return out["weight"]
+    work = array.astype(np.float32) if array.dtype == np.float16 else array
+    _, out = get_rule("conv").inflate(spec, TimeSpec(kernel=plan.time_kernel, init=plan.init), {"weight": work})  # type: ignore[arg-type]
+    return out["weight"].astype(array.dtype, copy=False)
+
+
+def _check_finite(key: str, array: np.ndarray, source: object) -> None:
+    if array.dtype.kind == "f" and array.size and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise InvalidInputError(f"tensor '{key}' in {source} has {bad} non-finite values (NaN or Inf) of "
+                                f"{array.size}; the weights are damaged: use a good checkpoint")
 
 
 def inflate_state_dict(
@@ -114,8 +178,11 @@ def inflate_state_dict(
     resolved = get_policy(policy, init=init, overrides=overrides)
     shapes = {k: tuple(v.shape) for k, v in state_dict_2d.items()}
     target_shapes = None if target is None else {k: tuple(v.shape) for k, v in target.items()}
+    if target is None:
+        _refuse_transformer(shapes, "the state dict")
+    dtypes = {k: "F32" if _is_float(v) else "I" for k, v in state_dict_2d.items()}
     out: dict[str, Any] = {}
-    for plan in plan_state_dict(shapes, resolved, target_shapes):
+    for plan in plan_state_dict(shapes, resolved, target_shapes, dtypes):
         value = state_dict_2d[plan.key]
         if plan.time_kernel is None:
             out[plan.key] = value.clone() if hasattr(value, "clone") else np.array(value, copy=True)
@@ -130,6 +197,12 @@ def inflate_state_dict(
         else:
             out[plan.key] = _apply(plan, np.asarray(value))
     return out
+
+
+def _is_float(value: Any) -> bool:
+    if hasattr(value, "is_floating_point"):
+        return bool(value.is_floating_point())
+    return np.asarray(value).dtype.kind == "f"
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int]:
@@ -166,7 +239,11 @@ def _iter_tensors(path: Path, header: Mapping[str, Any], data_start: int, keys: 
             raw = handle.read(end - begin)
             if len(raw) != end - begin:
                 raise InvalidInputError(f"{path} is truncated inside tensor '{key}'")
-            yield key, np.frombuffer(raw, dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+            array = np.frombuffer(raw, dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
+            if info["dtype"] == "BF16":
+                array = bf16_to_f32(array)
+            _check_finite(key, array, path)
+            yield key, array
 
 
 def inflate_weights_file(
@@ -192,8 +269,12 @@ def inflate_weights_file(
     source, output = Path(source), Path(output)
     if isinstance(t, bool) or not isinstance(t, int) or t < 1:
         raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
-    if not source.is_file():
-        raise InvalidInputError(f"weights file {source} does not exist")
+    if output.suffix.lower() != ".safetensors":
+        raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
+                                ".safetensors suffix")
+    from ...core.files import require_input_file
+
+    require_input_file(source, "weights file", "a .safetensors or .pth file")
     resolved = get_policy(policy, init=init, overrides=overrides)
     target_shapes = _target_shapes(target)
     metadata = {"inflate": json.dumps({"format_version": 1, "source_file": source.name, "t": t,
@@ -202,20 +283,44 @@ def inflate_weights_file(
         header, data_start = _read_header(source)
         keys = [k for k in header if k != "__metadata__"]
         shapes = {k: tuple(header[k]["shape"]) for k in keys}
-        plans = plan_state_dict(shapes, resolved, target_shapes)
         dtypes = {k: header[k]["dtype"] for k in keys}
+        unknown = next((k for k in keys if dtypes[k] not in _DTYPES), None)
+        if unknown is not None:
+            raise InvalidInputError(f"tensor '{unknown}' in {source} has dtype {dtypes[unknown]}, which the weight "
+                                    f"adapter does not read ({', '.join(_DTYPES)}); convert the file first")
+        if target_shapes is None:
+            _refuse_transformer(keys, source)
+        plans = plan_state_dict(shapes, resolved, target_shapes, dtypes)
         tensors = _iter_tensors(source, header, data_start, keys)
     else:
         from ...io import load_state_dict_file
 
-        state = {k: v.float().numpy() if str(v.dtype) in ("torch.bfloat16", "torch.float16") else v.numpy()
-                 for k, v in load_state_dict_file(source).items()}
-        plans = plan_state_dict({k: v.shape for k, v in state.items()}, resolved, target_shapes)
-        dtypes = {k: _CODES[np.dtype(v.dtype)] for k, v in state.items()}
+        loaded = load_state_dict_file(source)  # refuses pickled objects and non-finite values
+        dtypes = {k: "BF16" if str(v.dtype) == "torch.bfloat16" else _torch_code(k, v, source) for k, v in loaded.items()}
+        state = {k: v.float().numpy() if str(v.dtype) == "torch.bfloat16" else v.numpy() for k, v in loaded.items()}
+        if target_shapes is None:
+            _refuse_transformer(state, source)
+        plans = plan_state_dict({k: v.shape for k, v in state.items()}, resolved, target_shapes, dtypes)
         tensors = iter(state.items())
+    if isinstance(overrides, Mapping):
+        import fnmatch
+
+        paths = [p.key[: -len(".weight")] for p in plans if p.time_kernel is not None]
+        unused = next((pattern for pattern in overrides if not any(fnmatch.fnmatchcase(x, pattern) for x in paths)), None)
+        if unused is not None:
+            raise InvalidInputError(f"override pattern {unused!r} matches no kernel of {source} (kernel paths look "
+                                    f"like {', '.join(paths[:3])})")
     with atomic_output(output, force) as temporary:
         _write_streaming(temporary, plans, dtypes, tensors, metadata, progress)
     return plans
+
+
+def _torch_code(key: str, value: Any, source: object) -> str:
+    code = _CODES.get(np.dtype(value.numpy().dtype)) if value.dtype.is_complex is False else None
+    if code is None:
+        raise InvalidInputError(f"tensor '{key}' in {source} has dtype {value.dtype}, which the weight adapter does "
+                                f"not write; convert the file first")
+    return code
 
 
 def _target_shapes(target: Any) -> Optional[dict[str, tuple[int, ...]]]:
@@ -223,7 +328,9 @@ def _target_shapes(target: Any) -> Optional[dict[str, tuple[int, ...]]]:
         return None
     if isinstance(target, Mapping):
         return {k: tuple(v.shape) for k, v in target.items()}
-    path = Path(target)
+    from ...core.files import require_input_file
+
+    path = require_input_file(target, "target file", "a 3D .safetensors or .pth file")
     if path.suffix.lower() == ".safetensors":
         header, _ = _read_header(path)
         return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
@@ -254,6 +361,7 @@ def _write_streaming(path: Path, plans: list[TensorPlan], dtypes: Mapping[str, s
             expected = tuple(header[key]["shape"])
             if tuple(out.shape) != expected:
                 raise ShapeMismatchError(f"inflated tensor '{key}'", expected, tuple(out.shape))
-            handle.write(memoryview(np.ascontiguousarray(out, dtype=_DTYPES[dtypes[key]])).cast("B"))
+            stored = f32_to_bf16(out) if dtypes[key] == "BF16" else np.ascontiguousarray(out, dtype=_DTYPES[dtypes[key]])
+            handle.write(memoryview(np.ascontiguousarray(stored)).cast("B"))
             if progress is not None:
                 progress(done, len(plans))
