@@ -133,18 +133,17 @@ def _deepmind_default(cfg: TrainConfig) -> Optional[Path]:
         return None
 
 
-def _file_settings(path: Path) -> dict[str, Any]:
+def _read_model_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The rebuild settings (validated against the library's allowlist) and the tensors of a saved model."""
     from ..export import _read_metadata
 
-    meta, _ = _read_metadata(path)
-    return meta
+    return _read_metadata(path)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str]]:
     """The 3D model for ``cfg`` with ``num_classes`` outputs, and notes on how its weights were started."""
     from ..adapters.torch import inflate_model
-    from ..models import create_2d_model, create_model, list_presets
-    from ..cli.common import is_3d_preset
+    from ..models import MODELS_3D, create_2d_model, create_model, list_presets
 
     weights = Path(cfg.weights) if cfg.weights not in (None, "none") else None
     if weights is not None and not weights.is_file():
@@ -155,11 +154,11 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str
         path = Path(name)
         if not path.is_file():
             raise InvalidInputError(f"model file {path} does not exist")
-        meta = _file_settings(path)
+        meta, file_state = _read_model_file(path)
         source, kwargs = meta["source"], dict(meta.get("source_kwargs") or {})
         inflation = dict(policy=meta["policy"], init=meta["init"], pad_mode=meta["pad_mode"],
                          overrides=meta.get("overrides"), attention=meta.get("attention"), tubelet=meta.get("tubelet"))
-        start_3d: Optional[tuple[Mapping[str, torch.Tensor], str]] = (_read_state(path), str(path))
+        start_3d: Optional[tuple[Mapping[str, torch.Tensor], str]] = (file_state, str(path))
         if weights is not None:
             raise InvalidInputError("a model file brings its own weights: drop --weights, or give the 2D name")
     else:
@@ -171,7 +170,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str
                 raise InvalidInputError("i3d_flow takes optical flow: add --stream flow")
             source, kwargs = "inception_v1_bn", {"in_chans": cfg.in_chans}
             inflation = {}
-        elif is_3d_preset(name):
+        elif name in MODELS_3D:
             raise InvalidInputError(f"{name} is not trainable as one stream: train i3d_rgb and i3d_flow separately, "
                                     "then fuse them with `inflate evaluate RGB_RUN --flow FLOW_RUN`")
         else:
@@ -210,4 +209,4 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str
 
 def checkpoint_source(path: os.PathLike[str] | str) -> dict[str, Any]:
     """The inflation metadata of a saved model file (what rebuilds it)."""
-    return _file_settings(Path(path))
+    return _read_model_file(Path(path))[0]

@@ -207,3 +207,21 @@ def test_two_stream_fusion_sums_the_streams_logits(videos: Path, tmp_path: Path)
     # an RGB run given as --flow is refused in one line
     _one_error_line(runner.invoke(app, ["evaluate", str(tmp_path / "rgb"), "--flow", str(tmp_path / "rgb"), "--data",
                                         str(videos)]), 2, "flow")
+
+
+def test_training_starts_from_a_converted_3d_file(videos: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    converted = tmp_path / "r3d.safetensors"
+    result = runner.invoke(app, ["convert", "test_resnet", "-t", "4", "--num-classes", "10", "-o", str(converted)])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(converted), "--data", str(videos), "--out", str(run), "--epochs", "1",
+                                 "--frames", "4", "--size", "32", "--batch", "4", "--workers", "0", "--lr", "1e-9",
+                                 "--no-tensorboard"])
+    assert result.exit_code == 0, result.output
+    assert "3D weights from" in result.output and "re-initialised for 4 classes" in result.output
+    start, trained = load_file(str(converted)), torch.load(run / "last.pt", weights_only=True)["model"]
+    assert trained["fc.weight"].shape == (4, start["fc.weight"].shape[1])
+    stem = "conv1.0.weight" if "conv1.0.weight" in start else "conv1.weight"
+    torch.testing.assert_close(trained[stem], start[stem], rtol=0, atol=1e-6)  # lr 1e-9: the start weights kept
