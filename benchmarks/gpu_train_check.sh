@@ -9,9 +9,11 @@ WORKERS=${WORKERS:-$(( $(nproc) - 2 ))}
 CLIPS=${CLIPS:-.carry/clips}
 SCRATCH=$(mktemp -d)
 python3 -c "import torch, timm, av; print('torch', torch.__version__, 'timm', timm.__version__, 'av', av.__version__, torch.cuda.get_device_name(0))"
+if [ -z "${SKIP_BENCH:-}" ]; then
 echo "== benchmarks/train.py"
 timeout 200 python3 benchmarks/train.py --device cuda --workers "$WORKERS" --batch 16 --steps 20 --warmup 4 \
     --loader-batches 12 --max-seconds 8 --real-dir "$CLIPS"
+fi
 echo "== inflate train i3d_rgb, 2 epochs on generated clips"
 timeout 60 python3 -c "
 from inflate.data import make_motion_dataset
