@@ -142,12 +142,6 @@ def run_model(name: str, setup: Setup, args: argparse.Namespace) -> list[str]:
     models = build(name, frames)
     print(f"  built in {time.perf_counter() - built:.1f} s", flush=True)
 
-    clip1 = torch.randn(1, 3, frames, size, size)
-    flops = {key: flop_count(models[key], frames_of(clip1) if key == "2d" else clip1) for key in ("2d", "kt1", "i3d")}
-    flop_ratio = {key: flops[key] / flops["2d"] for key in flops}
-    print(f"  forward GFLOPs per clip: 2d {flops['2d'] / 1e9:.1f}, kt1 {flops['kt1'] / 1e9:.1f} "
-          f"({flop_ratio['kt1']:.2f}×), i3d {flops['i3d'] / 1e9:.1f} ({flop_ratio['i3d']:.2f}×)", flush=True)
-
     clip = torch.randn(*shape, device=setup.device)
     inputs2d = frames_of(clip)
     if setup.channels_last:
@@ -157,6 +151,12 @@ def run_model(name: str, setup: Setup, args: argparse.Namespace) -> list[str]:
         model.to(setup.device)
         if setup.channels_last:
             model.to(memory_format=torch.channels_last if key == "2d" else torch.channels_last_3d)
+
+    clip1 = torch.randn(1, 3, frames, size, size, device=setup.device)  # FLOPs per clip, float32
+    flops = {key: flop_count(models[key], frames_of(clip1) if key == "2d" else clip1) for key in ("2d", "kt1", "i3d")}
+    flop_ratio = {key: flops[key] / flops["2d"] for key in flops}
+    print(f"  forward GFLOPs per clip: 2d {flops['2d'] / 1e9:.1f}, kt1 {flops['kt1'] / 1e9:.1f} "
+          f"({flop_ratio['kt1']:.2f}×), i3d {flops['i3d'] / 1e9:.1f} ({flop_ratio['i3d']:.2f}×)", flush=True)
 
     lines = []
     for mode in args.modes:
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="which models to time besides the 2D one (always timed: ratios are to it)")
     parser.add_argument("--modes", nargs="+", choices=("forward", "train"), default=["forward", "train"])
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: CPU 7, CUDA 20)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: CPU 7, CUDA 15)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default: CPU 1, CUDA 3)")
     parser.add_argument("--batch", type=int, default=None, help="clips per batch (default: CPU 1, CUDA 16)")
     parser.add_argument("--frames", type=int, default=8, help="clip length for the timm models")
@@ -213,7 +213,7 @@ def main() -> None:
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    args.repeats = args.repeats or (20 if cuda else 7)
+    args.repeats = args.repeats or (15 if cuda else 7)
     args.warmup = args.warmup if args.warmup is not None else (3 if cuda else 1)
     dtype_name = args.dtype or ("bfloat16" if cuda else "float32")
     setup = Setup(
