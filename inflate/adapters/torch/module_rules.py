@@ -147,7 +147,7 @@ def _conv_same(rw: Rewriter, node: fx.Node, module: nn.Conv2d) -> HandlerResult:
 
 # ----- normalisation -----
 
-def _batch_norm_3d(module: nn.BatchNorm2d, cls: type = nn.BatchNorm3d, **extra: Any) -> nn.BatchNorm3d:
+def _batch_norm_3d(module: nn.BatchNorm2d, cls: type = m3d.InflatedBatchNorm3d, **extra: Any) -> nn.BatchNorm3d:
     bn = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
              device="meta", **extra)
     get_rule("batch_norm")  # the rule: statistics and affine carry over unchanged

@@ -3,12 +3,21 @@
 Each keeps the attribute names of its 2D counterpart (``weight``, ``bias``, ``act``...)
 so state-dict keys stay recognisable, and pads time separately from space: the time
 axis is padded with ``replicate`` (edge frames) or ``zeros``, space as the 2D op did.
+
+A layer with no temporal extent (time kernel 1, time stride 1, no time padding) does the
+2D layer's work on every frame, so it runs as the 2D op on frames folded into the batch
+(:func:`fold_frames`), keeping its 5D weights. Folding is a view when the clip's memory
+runs frame after frame (channels_last_3d, or the (B, T, C, H, W) order that a folded op
+leaves behind), so a run of time-1 layers stays folded until a temporal layer; on a
+contiguous clip it costs a copy, which only a spatial convolution repays. Exports (ONNX,
+``torch.export``, ``torch.jit.trace``) see the 3D ops, as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,17 +27,72 @@ from .space_time import JointAttention
 from .timm_joint import JOINT_FORMS
 
 __all__ = [
+    "frame_folding",
+    "frame_major",
+    "fold_frames",
+    "unfold_frames",
     "pad_time",
     "pad_same_spatial",
     "InflatedConv3d",
     "InflatedMaxPool3d",
     "InflatedAvgPool3d",
+    "InflatedBatchNorm3d",
     "BatchNormAct3d",
     "Upsample3d",
     "ConvMlp3d",
     "PatchEmbed3d",
     "SpaceTimeAttention",
 ]
+
+
+# ----- time-1 layers on folded frames -----
+
+_folding = True
+
+
+@contextlib.contextmanager
+def frame_folding(enabled: bool) -> Iterator[None]:
+    """Within the block, run time-1 layers as 2D ops on folded frames (``True``, the default)
+    or as the 3D ops they are (``False``). Both compute the same function; the kernels differ,
+    so results may differ by rounding. Not thread-local, as ``torch.backends`` flags."""
+    global _folding
+    previous, _folding = _folding, bool(enabled)
+    try:
+        yield
+    finally:
+        _folding = previous
+
+
+def _may_fold(x: torch.Tensor) -> bool:
+    """Folding is on, ``x`` is a (B, C, T, H, W) clip, and no export is traced: exported
+    graphs keep the 3D ops, so their files and runtimes are as before."""
+    if not _folding or x.dim() != 5 or torch.jit.is_tracing():
+        return False
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return not (exporting is not None and exporting())
+
+
+def frame_major(x: torch.Tensor) -> bool:
+    """Whether (B, C, T, H, W) ``x`` folds into a dense (B·T, C, H, W) tensor as a view: its
+    memory in channels_last_3d order, or frame after frame ((B, T, C, H, W) order)."""
+    return x.transpose(1, 2).is_contiguous() or x.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def fold_frames(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) → (B·T, C, H, W), frames of a clip consecutive: a view where
+    :func:`frame_major`, a copy otherwise. A channels_last_3d clip gives channels_last frames."""
+    return x.transpose(1, 2).flatten(0, 1)
+
+
+def unfold_frames(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B·T, C, H, W) → (B, C, T, H, W), always a view, undoing :func:`fold_frames`: contiguous
+    frames give a clip in (B, T, C, H, W) memory order, channels_last frames a channels_last_3d one."""
+    return y.unflatten(0, (batch, -1)).transpose(1, 2)
+
+
+def _time_one(kernel: int, stride: int, pads: Sequence[int] | str, in_op: int = 0) -> bool:
+    """No temporal extent: kernel 1, stride 1, no time padding (SAME pads nothing then)."""
+    return kernel == 1 and stride == 1 and in_op == 0 and (pads == "same" or not any(pads))
 
 
 def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
@@ -119,11 +183,26 @@ class InflatedConv3d(nn.Conv3d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._folds(x):
+            frames = fold_frames(x)
+            if self.same_padding:
+                frames = pad_same_spatial(frames, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
+            y = F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:], self.padding[1:],
+                         self.dilation[1:], self.groups)
+            return unfold_frames(y, x.shape[0])
         pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
         return super().forward(x)
+
+    def _folds(self, x: torch.Tensor) -> bool:
+        """Run as conv2d on folded frames: no temporal extent, and the fold is a view or, for a
+        spatial kernel, worth its copy (a 1×1 conv is a plain matrix product either way)."""
+        if not (_time_one(self.kernel_size[0], self.stride[0], self.explicit_time_pads, self.padding[0])
+                and self.padding_mode == "zeros" and _may_fold(x)):
+            return False
+        return frame_major(x) or tuple(self.kernel_size[1:]) != (1, 1)
 
     def extra_repr(self) -> str:
         extra = f", time_pads={self.time_pads}, time_pad_mode={self.time_pad_mode!r}"
@@ -153,6 +232,15 @@ class InflatedMaxPool3d(nn.MaxPool3d):
         super().__init__(tuple(kernel_size), tuple(stride), (0, *spatial), tuple(dilation), ceil_mode=ceil_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _time_one(self.kernel_size[0], self.stride[0], self.time_pads) and not self.return_indices \
+                and _may_fold(x) and frame_major(x):
+            frames = fold_frames(x)
+            if self.same_padding:
+                frames = pad_same_spatial(frames, self.kernel_size[1:], self.stride[1:], self.dilation[1:],
+                                          float("-inf"))
+            y = F.max_pool2d(frames, self.kernel_size[1:], self.stride[1:], self.padding[1:], self.dilation[1:],
+                             self.ceil_mode)
+            return unfold_frames(y, x.shape[0])
         pads = _resolve_time_pads(x, self.time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
@@ -185,6 +273,14 @@ class InflatedAvgPool3d(nn.AvgPool3d):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _time_one(self.kernel_size[0], self.stride[0], self.time_pads) and _may_fold(x) and frame_major(x):
+            frames = fold_frames(x)
+            if self.same_padding:
+                frames = pad_same_spatial(frames, self.kernel_size[1:], self.stride[1:], (1, 1))
+            _check_window_fits(frames.unsqueeze(2), self.kernel_size, self.padding, "average pooling")
+            y = F.avg_pool2d(frames, self.kernel_size[1:], self.stride[1:], self.padding[1:], self.ceil_mode,
+                             self.count_include_pad, self.divisor_override)
+            return unfold_frames(y, x.shape[0])
         pads = _resolve_time_pads(x, self.time_pads, self.kernel_size[0], self.stride[0], 1)
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
@@ -193,7 +289,24 @@ class InflatedAvgPool3d(nn.AvgPool3d):
         return super().forward(x)
 
 
-class BatchNormAct3d(nn.BatchNorm3d):
+class InflatedBatchNorm3d(nn.BatchNorm3d):
+    """Batch norm over (B, T, H, W) per channel: ``nn.BatchNorm3d``, run as 2D batch norm on
+    folded frames where folding is a view (the same statistics over the same B·T·H·W values)."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() not in (4, 5):  # 4D: folded frames
+            raise ValueError(f"expected a 5D (B, C, T, H, W) input, got {input.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _may_fold(x) and frame_major(x):
+            return unfold_frames(self._normalise(fold_frames(x)), x.shape[0])
+        return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+
+class BatchNormAct3d(InflatedBatchNorm3d):
     """Batch norm over (B, T, H, W) per channel, then ``drop`` and ``act`` (timm's BatchNormAct2d in 3D)."""
 
     def __init__(
@@ -212,8 +325,8 @@ class BatchNormAct3d(nn.BatchNorm3d):
         self.drop = drop if drop is not None else nn.Identity()
         self.act = act if act is not None else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.drop(super().forward(x)))
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super()._normalise(x)))
 
 
 class Upsample3d(nn.Module):

@@ -1,0 +1,298 @@
+"""Time-1 layers on folded frames: each folded op against the 3D op computed independently
+(F.conv3d, F.batch_norm, F.max_pool3d, F.avg_pool3d on a contiguous copy) in every memory
+layout, gradients included; whole models give the figures they gave unfolded; state dicts
+and ONNX exports are those of the 3D ops."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inflate import check_boring_video, check_order_sensitivity, inflate_model
+from inflate.adapters.torch import modules as m3d
+from inflate.adapters.torch.modules import (
+    BatchNormAct3d, InflatedAvgPool3d, InflatedBatchNorm3d, InflatedConv3d, InflatedMaxPool3d, fold_frames,
+    frame_folding, frame_major, unfold_frames,
+)
+from inflate.testing import randomize_weights
+
+LAYOUTS = ("contiguous", "channels_last_3d", "frame_major")
+
+
+def in_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values in another memory order; "frame_major" is (B, T, C, H, W) order."""
+    if layout == "channels_last_3d":
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    if layout == "frame_major":
+        return x.transpose(1, 2).contiguous().transpose(1, 2)
+    return x.contiguous()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How often the 2D ops ran (so a test sees whether a layer folded)."""
+    counts = {"conv2d": 0, "max_pool2d": 0, "avg_pool2d": 0}
+    for name in counts:
+        original = getattr(F, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            counts[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(F, name, spy)
+    return counts
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_fold_is_a_view_where_frame_major(layout: str) -> None:
+    x = in_layout(torch.randn(2, 3, 4, 5, 6), layout)
+    folded = fold_frames(x)
+    assert folded.shape == (8, 3, 5, 6)
+    torch.testing.assert_close(folded, torch.stack([x[b, :, t] for b in range(2) for t in range(4)]), rtol=0, atol=0)
+    assert frame_major(x) == (layout != "contiguous")
+    assert (folded.data_ptr() == x.data_ptr()) == frame_major(x)  # a view, or a copy
+    back = unfold_frames(folded, 2)
+    torch.testing.assert_close(back, x, rtol=0, atol=0)
+    if layout != "contiguous":  # the unfolded clip keeps the layout it came in
+        assert back.stride() == x.stride()
+
+
+# (kernel, stride, padding, dilation, groups, bias, time_pads); padding "same" is TF SAME
+CONVS = {
+    "pointwise": ((1, 1, 1), (1, 1, 1), (0, 0), (1, 1, 1), 1, True, (0, 0)),
+    "3x3": ((1, 3, 3), (1, 1, 1), (1, 1), (1, 1, 1), 1, False, (0, 0)),
+    "strided-dilated": ((1, 3, 3), (1, 2, 2), (2, 2), (1, 2, 2), 1, True, (0, 0)),
+    "asymmetric-1x3": ((1, 1, 3), (1, 1, 1), (0, 1), (1, 1, 1), 1, True, (0, 0)),
+    "grouped": ((1, 3, 3), (1, 1, 1), (1, 1), (1, 1, 1), 2, True, (0, 0)),
+    "depthwise-same-stride2": ((1, 5, 5), (1, 2, 2), "same", (1, 1, 1), 8, False, "same"),
+    "pointwise-same-stride2": ((1, 1, 1), (1, 2, 2), "same", (1, 1, 1), 1, False, "same"),
+}
+
+
+def reference_conv(x: torch.Tensor, weight: torch.Tensor, conv: InflatedConv3d) -> torch.Tensor:
+    """F.conv3d with ``conv``'s settings on a contiguous copy, TF SAME spatial padding computed here."""
+    x = x.contiguous()
+    padding = conv.padding
+    if conv.same_padding:
+        pads = []
+        for size, k, s, d in zip(x.shape[:2:-1], conv.kernel_size[:0:-1], conv.stride[:0:-1], conv.dilation[:0:-1]):
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads += [total // 2, total - total // 2]
+        x = F.pad(x, pads)
+    return F.conv3d(x, weight, conv.bias, conv.stride, padding, conv.dilation, conv.groups)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", list(CONVS))
+def test_time1_conv_matches_conv3d(case: str, layout: str, calls: dict[str, int]) -> None:
+    kernel, stride, padding, dilation, groups, bias, time_pads = CONVS[case]
+    conv = InflatedConv3d(8, 16, kernel, stride, padding, dilation, groups, bias, time_pads=time_pads)
+    x = in_layout(torch.randn(2, 8, 3, 11, 13), layout).requires_grad_(True)
+    expected_x = x.detach().clone().requires_grad_(True)
+    weight = conv.weight.detach().clone().requires_grad_(True)
+
+    got = conv(x)
+    expected = reference_conv(expected_x, weight, conv)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+    grad = torch.randn_like(expected)
+    got.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x.grad, expected_x.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, weight.grad, rtol=1e-4, atol=1e-4)
+    folds = layout != "contiguous" or kernel[1:] != (1, 1)  # a contiguous clip folds for spatial kernels only
+    assert calls["conv2d"] == (1 if folds else 0)
+
+
+@pytest.mark.parametrize("time_pads,kernel", [((1, 1), (3, 3, 3)), ((0, 1), (1, 1, 1)), ((0, 0), (2, 1, 1))])
+def test_temporal_conv_does_not_fold(time_pads: tuple[int, int], kernel: tuple[int, int, int],
+                                     calls: dict[str, int]) -> None:
+    conv = InflatedConv3d(4, 4, kernel, time_pads=time_pads, time_pad_mode="zeros")
+    x = in_layout(torch.randn(1, 4, 5, 6, 6), "channels_last_3d")
+    expected = F.conv3d(F.pad(x.contiguous(), (0, 0, 0, 0, *time_pads)), conv.weight, conv.bias)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+    assert calls["conv2d"] == 0
+
+
+def test_other_padding_modes_keep_the_3d_op(calls: dict[str, int]) -> None:
+    conv = InflatedConv3d(4, 4, (1, 3, 3), padding=(1, 1))
+    conv.padding_mode = "reflect"
+    x = in_layout(torch.randn(1, 4, 3, 6, 7), "channels_last_3d")
+    expected = F.conv3d(F.pad(x.contiguous(), (1, 1, 1, 1, 0, 0), mode="reflect"), conv.weight, conv.bias)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+    assert calls["conv2d"] == 0
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_folds_with_the_same_statistics(layout: str, momentum: float | None) -> None:
+    bn = InflatedBatchNorm3d(6, momentum=momentum)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.normal_()
+    running_mean, running_var = torch.zeros(6), torch.ones(6)
+    for step in range(2):  # training: batch statistics over (B, T, H, W), running averages updated
+        x = in_layout(torch.randn(2, 6, 3, 5, 4) * 3 + 1, layout)
+        factor = 1.0 / (step + 1) if momentum is None else momentum
+        expected = F.batch_norm(x.contiguous(), running_mean, running_var, bn.weight, bn.bias, True, factor, bn.eps)
+        torch.testing.assert_close(bn(x), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bn.running_mean, running_mean)
+    torch.testing.assert_close(bn.running_var, running_var)
+    assert int(bn.num_batches_tracked) == 2
+    bn.eval()
+    expected = F.batch_norm(x.contiguous(), running_mean, running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    torch.testing.assert_close(bn(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_act_folds() -> None:
+    bn = BatchNormAct3d(4, act=nn.ReLU())
+    bn.eval().running_mean.normal_()
+    x = in_layout(torch.randn(1, 4, 3, 5, 5), "frame_major")
+    expected = F.relu(F.batch_norm(x.contiguous(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False,
+                                   0.0, bn.eps))
+    torch.testing.assert_close(bn(x), expected)
+    with pytest.raises(ValueError, match="expected a 5D"):
+        bn(torch.randn(4, 5))
+
+
+POOLS = {
+    "max-3x3-s2": lambda: InflatedMaxPool3d((1, 3, 3), (1, 2, 2), (1, 1)),
+    "max-same-ceil": lambda: InflatedMaxPool3d((1, 3, 3), (1, 2, 2), "same", ceil_mode=True, time_pads="same"),
+    "avg-3x3-exclude-pad": lambda: InflatedAvgPool3d((1, 3, 3), (1, 1, 1), (1, 1), count_include_pad=False),
+    "avg-2x2-divisor": lambda: InflatedAvgPool3d((1, 2, 2), (1, 2, 2), divisor_override=3),
+}
+
+
+def reference_pool(x: torch.Tensor, pool: nn.Module) -> torch.Tensor:
+    x = x.contiguous()
+    if isinstance(pool, InflatedMaxPool3d):
+        if pool.same_padding:
+            x = m3d.pad_same_spatial(x, pool.kernel_size[1:], pool.stride[1:], pool.dilation[1:], float("-inf"))
+        return F.max_pool3d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+    return F.avg_pool3d(x, pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode, pool.count_include_pad,
+                        pool.divisor_override)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", list(POOLS))
+def test_time1_pool_matches_3d_pool(case: str, layout: str, calls: dict[str, int]) -> None:
+    pool = POOLS[case]()
+    x = in_layout(torch.randn(2, 4, 3, 9, 8), layout)
+    torch.testing.assert_close(pool(x), reference_pool(x, pool), rtol=1e-6, atol=1e-6)
+    assert calls["max_pool2d"] + calls["avg_pool2d"] == (0 if layout == "contiguous" else 1)
+
+
+def test_switch_turns_folding_off(calls: dict[str, int]) -> None:
+    conv = InflatedConv3d(4, 4, (1, 3, 3), padding=(1, 1))
+    x = in_layout(torch.randn(1, 4, 3, 6, 6), "channels_last_3d")
+    with frame_folding(False):
+        off = conv(x)
+        with frame_folding(True):
+            conv(x)
+        conv(x)
+    assert calls["conv2d"] == 1
+    torch.testing.assert_close(conv(x), off, rtol=1e-5, atol=1e-5)
+    assert calls["conv2d"] == 2
+
+
+# time 1 in layer1 and layer3 (strided stage), the i3d policy's 3×3×3 in layer2 and layer4
+MIXED = {"layer1.*": 1, "layer3.*": {"kernel": 1, "stride": 1}}
+
+
+def state_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def mixed_models() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    model2d = randomize_weights(timm.create_model("resnet10t", num_classes=10).eval(), input_size=(3, 64, 64))
+    model3d = inflate_model(model2d, t=6, overrides=MIXED, input_size=(3, 64, 64)).eval()
+    return model2d, model3d
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+def test_mixed_model_checks_unchanged_by_folding(mixed_models: tuple[nn.Module, nn.Module], layout: str,
+                                                 calls: dict[str, int]) -> None:
+    model2d, model3d = mixed_models
+    fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+    model3d = model3d.to(memory_format=fmt)
+    try:
+        boring = check_boring_video(model2d, model3d)
+        order_clip = torch.randn(1, 3, 6, 64, 64).contiguous(memory_format=fmt)
+        before = calls["conv2d"]
+        order = check_order_sensitivity(model3d, order_clip)  # the 3D model alone
+        folded_calls = calls["conv2d"] - before
+        with frame_folding(False):
+            boring_3d = check_boring_video(model2d, model3d)
+            before = calls["conv2d"]
+            order_3d = check_order_sensitivity(model3d, order_clip)
+            unfolded_calls = calls["conv2d"] - before
+    finally:
+        model3d.to(memory_format=torch.contiguous_format)
+    assert folded_calls > 0 and unfolded_calls == 0
+    assert boring.passed, boring
+    assert boring.max_rel_error == pytest.approx(boring_3d.max_rel_error, abs=1e-6)
+    assert order.relative_change == pytest.approx(order_3d.relative_change, rel=1e-3, abs=1e-6)
+    assert order.relative_change > 1e-3  # layer2's time-3 convs see frame order
+
+
+def test_state_dict_keys_and_5d_shapes(mixed_models: tuple[nn.Module, nn.Module]) -> None:
+    model2d, model3d = mixed_models
+    before = state_shapes(model3d)
+    with torch.no_grad():
+        model3d(torch.randn(1, 3, 6, 64, 64).contiguous(memory_format=torch.channels_last_3d))
+    assert state_shapes(model3d) == before  # running folded adds and changes nothing
+    shapes2d = state_shapes(model2d)
+    assert set(before) == set(shapes2d)
+    for key, shape in shapes2d.items():
+        if len(shape) == 4:  # conv weights gain the time axis: (O, I, k_t, kh, kw)
+            kernel_t = model3d.get_submodule(key.rsplit(".", 1)[0]).kernel_size[0]
+            assert before[key] == (shape[0], shape[1], kernel_t, *shape[2:]), key
+        else:
+            assert before[key] == shape, key
+    assert before["layer1.0.conv1.weight"][2] == 1 and before["layer2.0.conv1.weight"][2] == 3
+
+
+def test_onnx_export_keeps_3d_ops_and_matches_onnxruntime(tmp_path: Path,
+                                                          mixed_models: tuple[nn.Module, nn.Module]) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from inflate.export import export_onnx
+
+    _, model3d = mixed_models
+    report = export_onnx(model3d, tmp_path / "folded.onnx")  # verifies against torch itself
+    with frame_folding(False):
+        export_onnx(model3d, tmp_path / "unfolded.onnx", verify=False)
+    graphs = [onnx.load(str(tmp_path / name)).graph for name in ("folded.onnx", "unfolded.onnx")]
+    assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]
+    kernels = [list(a.ints) for n in graphs[0].node if n.op_type == "Conv" for a in n.attribute
+               if a.name == "kernel_shape"]
+    assert kernels and all(len(k) == 3 for k in kernels)
+
+    clip = torch.randn(2, 3, 5, 64, 64)  # another batch and length than the export's
+    with torch.no_grad():
+        expected = model3d(clip.contiguous(memory_format=torch.channels_last_3d)).numpy()
+    session = ort.InferenceSession(str(tmp_path / "folded.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"clip": clip.numpy()})[0]
+    assert report.passed
+    assert np.abs(got - expected).max() / np.abs(expected).max() <= 1e-5
+
+
+def test_tracing_sees_the_3d_ops(mixed_models: tuple[nn.Module, nn.Module], calls: dict[str, int]) -> None:
+    _, model3d = mixed_models
+    clip = torch.randn(1, 3, 4, 64, 64).contiguous(memory_format=torch.channels_last_3d)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model3d, (clip,), check_trace=False)  # no eager re-runs
+    assert calls["conv2d"] == 0
+    with torch.no_grad():
+        torch.testing.assert_close(traced(clip), model3d(clip), rtol=1e-5, atol=1e-5)
