@@ -17,17 +17,20 @@ MIN_SIDE = 16
 
 
 def resolve_device(device: Any = None) -> Any:
-    """A torch.device: the one given, else CUDA when available, else the CPU."""
+    """A torch.device: the one given, else CUDA when available, else the CPU; "cuda" gets the current GPU's index
+    (``torch.cuda.set_device`` refuses a CUDA device without one in some torch releases)."""
     import torch
 
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise InvalidInputError(f"device {device!r} is not a torch device ({error}); try 'cpu' or 'cuda'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device {device} asked for, but torch sees no CUDA GPU; use 'cpu'")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

@@ -185,3 +185,17 @@ def test_bad_input_is_one_clear_error(bad: dict, message: str) -> None:
 def test_lambda_keyword_is_opencvs() -> None:
     assert TVL1Params.from_kwargs({"lambda": 0.3}).lambda_ == 0.3
     assert TVL1Params().opencv_kwargs()["innnerIterations"] == 30
+
+
+def test_resolve_device_gives_cuda_an_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device cuda` must name a GPU: torch.cuda.set_device refuses a bare "cuda" on torch 2.11 (seen on an H100)."""
+    import torch
+
+    from inflate.flow.tvl1 import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    assert resolve_device("cuda") == torch.device("cuda", 3)
+    assert resolve_device(None) == torch.device("cuda", 3)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
