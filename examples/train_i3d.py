@@ -3,8 +3,9 @@ timm model inflated on the fly. Runs on CUDA when available (mixed precision, ch
 3D memory format), else on the CPU.
 
 The paper's recipe: SGD with momentum 0.9, dropout 0.5, weight decay 1e-7, learning rate
-0.1 → 0.01 → 0.001 at step milestones. This script trains on random clips by default (a
-smoke run of the training path); plug your own clip loader into `clips()`.
+0.1 → 0.01 → 0.001 at step milestones. This script is the bare loop on random clips (a
+smoke run of the training path); to train on videos use `inflate train` or
+examples/train_on_videos.py, which add the data pipeline, checkpoints, resume and DDP.
 
     python examples/train_i3d.py --model i3d_rgb --steps 20 --num-classes 51
     python examples/train_i3d.py --model resnet18 --frames 8 --size 112 --steps 5
