@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("av")
-
 
 @pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
