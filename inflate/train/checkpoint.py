@@ -8,10 +8,9 @@ run's config), so ``torch.load(weights_only=True)`` reads it back.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -93,7 +92,3 @@ def read_labels(run_dir: Path) -> list[str]:
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise InvalidInputError(f"{path} must hold a list of class names")
     return labels
-
-
-def optional(payload: Mapping[str, Any], key: str) -> Optional[Any]:
-    return payload.get(key)

@@ -8,7 +8,6 @@ as the paper does.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,7 +192,3 @@ def predict(run_dir: Path, video: Path, *, top: int = 5, views: str = "multi", n
     probabilities = torch.softmax(logits, dim=0)
     values, order = probabilities.topk(min(top, len(run.labels)))
     return [(run.labels[i], float(v)) for v, i in zip(values.tolist(), order.tolist())]
-
-
-def dumps(result: dict[str, Any]) -> str:
-    return json.dumps(result, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x))

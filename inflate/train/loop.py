@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -219,7 +219,7 @@ def train_one_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimi
         sync = contextlib.nullcontext() if boundary or not context.distributed else model.no_sync()
         with sync:
             if batch.get("clip") is None:  # every clip of the batch failed to load
-                loss = _empty_step(model, context, cfg, loader)
+                loss = _empty_step(model, context)
                 size = 0
             else:
                 clip, label = _to_device(batch, context.device, channels_last)
@@ -262,7 +262,7 @@ def train_one_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimi
             "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"], "clips": seen, "indices": indices}
 
 
-def _empty_step(model: nn.Module, context: Context, cfg: TrainConfig, loader: Any) -> torch.Tensor:
+def _empty_step(model: nn.Module, context: Context) -> torch.Tensor:
     """A zero-loss step so that DDP's ranks stay in step when every clip of a batch failed."""
     if not context.distributed:
         return torch.zeros((), requires_grad=True)
