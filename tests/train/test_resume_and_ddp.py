@@ -60,9 +60,14 @@ def test_training_changes_the_weights(tiny_videos: Path, tmp_path: Path) -> None
 
 @pytest.mark.skipif(sys.platform != "linux", reason="torchrun with gloo on Linux")
 def test_ddp_two_ranks_stay_equal_and_cover_the_data_once(tiny_videos: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a free port for the rendezvous, so parallel runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
                "-m", "inflate.cli", "train", "test_resnet", "--data", str(tiny_videos), "--out", str(out),
                "--frames", "4", "--size", "32", "--epochs", "1", "--batch", "2", "--workers", "0", "--device", "cpu",
                "--lr", "0.05", "--no-tensorboard", "--quiet"]
