@@ -140,6 +140,17 @@ def _read_model_file(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
     return _read_metadata(path)
 
 
+def _refuse_inflation_options(cfg: TrainConfig, what: str, allow_pad_mode: bool) -> None:
+    """Options that only a timm name uses are refused for presets and files, never ignored."""
+    given = [option for option, value, default in (
+        ("--policy", cfg.policy, "i3d"), ("--init", cfg.init, "tile"), ("--override", cfg.overrides, None),
+        ("--attention", cfg.attention, None), ("--tubelet", cfg.tubelet, None), ("--pretrained", cfg.pretrained, False),
+        ("--pad-mode", None if allow_pad_mode else cfg.pad_mode, None)) if value != default]
+    if given:
+        raise InvalidInputError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to {what}: "
+                                "drop them, or train a timm model by name")
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str]]:
     """The 3D model for ``cfg`` with ``num_classes`` outputs, and notes on how its weights were started."""
     from ..adapters.torch import inflate_model
@@ -154,8 +165,13 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str
         path = Path(name)
         if not path.is_file():
             raise InvalidInputError(f"model file {path} does not exist")
+        _refuse_inflation_options(cfg, f"{path.name} (a saved model brings its own settings)", allow_pad_mode=False)
         meta, file_state = _read_model_file(path)
         source, kwargs = meta["source"], dict(meta.get("source_kwargs") or {})
+        channels = int(kwargs.get("in_chans", 3))
+        if channels != cfg.in_chans:
+            raise InvalidInputError(f"{path.name} takes {channels} input channels, the {cfg.stream} stream "
+                                    f"{cfg.in_chans}: use --stream {'flow' if channels == 2 else 'rgb'}")
         inflation = dict(policy=meta["policy"], init=meta["init"], pad_mode=meta["pad_mode"],
                          overrides=meta.get("overrides"), attention=meta.get("attention"), tubelet=meta.get("tubelet"))
         start_3d: Optional[tuple[Mapping[str, torch.Tensor], str]] = (file_state, str(path))
@@ -164,6 +180,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str
     else:
         list_presets()
         if name in I3D_PRESETS:
+            _refuse_inflation_options(cfg, f"{name} (it uses the paper's own schedule, policy i3d_paper)",
+                                      allow_pad_mode=True)
             if cfg.stream == "flow" and I3D_PRESETS[name] == 3:
                 raise InvalidInputError("--stream flow trains i3d_flow (2 input channels), not i3d_rgb")
             if cfg.stream == "rgb" and I3D_PRESETS[name] == 2:

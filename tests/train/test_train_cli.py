@@ -225,3 +225,20 @@ def test_training_starts_from_a_converted_3d_file(videos: Path, tmp_path: Path) 
     assert trained["fc.weight"].shape == (4, start["fc.weight"].shape[1])
     stem = "conv1.0.weight" if "conv1.0.weight" in start else "conv1.weight"
     torch.testing.assert_close(trained[stem], start[stem], rtol=0, atol=1e-6)  # lr 1e-9: the start weights kept
+
+
+def test_inflation_options_that_do_not_apply_are_refused(videos: Path, tmp_path: Path) -> None:
+    _one_error_line(runner.invoke(app, ["train", "i3d_rgb", "--data", str(videos), "--out", str(tmp_path / "a"),
+                                        "--policy", "i3d_k3", "--override", "Mixed_3b.*=1"]),
+                    2, "--policy", "--override", "i3d_rgb")
+    converted = tmp_path / "r3d.safetensors"
+    assert runner.invoke(app, ["convert", "test_resnet", "-t", "4", "-o", str(converted)]).exit_code == 0
+    _one_error_line(_train_model(str(converted), videos, tmp_path / "b", "--init", "center"), 2, "--init",
+                    "r3d.safetensors")
+    _one_error_line(_train_model(str(converted), videos, tmp_path / "c", "--stream", "flow", "--flow-dir",
+                                 str(tmp_path)), 2, "r3d.safetensors", "input channels")
+    assert not (tmp_path / "a" / "last.pt").exists() and not (tmp_path / "b" / "last.pt").exists()
+
+
+def _train_model(model: str, data: Path, out: Path, *extra: str) -> object:
+    return runner.invoke(app, ["train", model, "--data", str(data), "--out", str(out), "--epochs", "1", *FAST, *extra])
