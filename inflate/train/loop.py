@@ -413,7 +413,7 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
         cfg = _resumed_config(saved, cfg)
     cfg.validate()
     if context.is_main:
-        _prepare_run_dir(run_dir, resume)
+        _check_run_dir(run_dir, resume)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     _configure_backends(cfg, context)
@@ -443,6 +443,7 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
         ckpt.set_rng_state(checkpoint["rng"])
         notes = [f"resumed from {run_dir / ckpt.LAST} after epoch {start_epoch}"]
     elif context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)  # only now: bad data or a bad model leave no empty run folder
         ckpt.write_json(run_dir / ckpt.CONFIG, json_config(cfg))
         ckpt.write_json(run_dir / ckpt.LABELS, classes)
     history = _read_csv(run_dir / "metrics.csv", start_epoch) if context.is_main else []
@@ -509,14 +510,13 @@ def json_config(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(cfg.to_json())
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise InvalidInputError(f"--out {run_dir} is a file; give a folder for the run")
     if not resume and (run_dir / ckpt.LAST).exists():
         from ..core.files import OutputExistsError
 
         raise OutputExistsError(f"{run_dir} already holds a run: add --resume to continue it, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _end_epoch(row: dict[str, Any], history: list[dict[str, Any]], run_dir: Path, writer: Any, reporter: Reporter,

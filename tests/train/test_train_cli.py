@@ -242,3 +242,9 @@ def test_inflation_options_that_do_not_apply_are_refused(videos: Path, tmp_path:
 
 def _train_model(model: str, data: Path, out: Path, *extra: str) -> object:
     return runner.invoke(app, ["train", model, "--data", str(data), "--out", str(out), "--epochs", "1", *FAST, *extra])
+
+
+def test_bad_data_leaves_no_run_folder(tmp_path: Path) -> None:
+    result = _train(tmp_path / "missing", tmp_path / "run")
+    _one_error_line(result, 2, "missing")
+    assert not (tmp_path / "run").exists()
