@@ -40,24 +40,15 @@ def flow_path(out_root: str | os.PathLike[str], relative: str | os.PathLike[str]
 
 def save_flow(path: str | os.PathLike[str], u8: np.ndarray) -> Path:
     """Write quantised flow (T - 1, H, W, 2) uint8 atomically: a temporary beside ``path``, then a rename."""
-    import tempfile
+    from ..core.files import atomic_output
 
     u8 = np.asarray(u8)
     if u8.dtype != np.uint8 or u8.ndim != 4 or u8.shape[-1] != 2:
         raise ValueError(f"flow to store must be uint8 (T-1, H, W, 2), got {u8.dtype} {u8.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(stream, flow=u8)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_output(path, force=True) as temporary, open(temporary, "wb") as stream:
+        np.savez_compressed(stream, flow=u8)  # a file object: savez would add ".npz" to a name
     return path
 
 
