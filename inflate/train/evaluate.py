@@ -57,15 +57,15 @@ def open_run(path: Path) -> Run:
 
 def _loader(run: Run, data: Path, views: str, num_clips: int, num_crops: int, batch: int, workers: int,
             context: Context, flow_dir: Optional[Path], split_file: Optional[Path]) -> Any:
-    from ..data import ClipDataset, build_loader, discover, input_normalization
-    from .loop import _norm_name, flow_root
+    from ..data import ClipDataset, build_loader, discover
+    from .loop import flow_root, stream_normalization
 
     cfg = run.config
     videos = discover(data, "val", layout=cfg.layout if split_file is None else "auto",
                       split_file=split_file or (Path(cfg.split_file) if cfg.split_file else None),
                       split_id=cfg.split_id, classes=run.labels)
     stream_cfg = TrainConfig(**{**cfg.__dict__, "data": str(data), "flow_dir": str(flow_dir) if flow_dir else cfg.flow_dir})
-    mean, std = ((0.0,) * 2, (1.0,) * 2) if cfg.stream == "flow" else input_normalization(_norm_name(cfg))
+    mean, std = stream_normalization(cfg)
     dataset = ClipDataset(videos, frames=cfg.frames, stride=cfg.stride, size=cfg.size, train=False, stream=cfg.stream,
                           flow_root=flow_root(stream_cfg), mean=mean, std=std, eval_views=views, num_clips=num_clips,
                           num_crops=num_crops, seed=cfg.seed)
@@ -83,7 +83,7 @@ def _stream_logits(run: Run, data: Path, views: str, num_clips: int, num_crops: 
     channels_last = context.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    amp_dtype, _ = precision_settings(TrainConfig(model="", data="", out="", precision="auto"), context.device)
+    amp_dtype, _ = precision_settings("auto", context.device)
 
     def on_failed(messages: list[str]) -> None:
         for message in messages:
@@ -162,8 +162,8 @@ def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow
 def predict(run_dir: Path, video: Path, *, top: int = 5, views: str = "multi", num_clips: int = 10,
             num_crops: int = 3, device: Optional[str] = None) -> list[tuple[str, float]]:
     """The ``top`` labels of one video with their probabilities (views' logits averaged, then softmax)."""
-    from ..data import ClipDataset, VideoRecord, VideoSet, input_normalization
-    from .loop import _norm_name
+    from ..data import ClipDataset, VideoRecord, VideoSet
+    from .loop import stream_normalization
 
     run = open_run(Path(run_dir))
     cfg = run.config
@@ -173,9 +173,10 @@ def predict(run_dir: Path, video: Path, *, top: int = 5, views: str = "multi", n
     if not video.is_file():
         raise InvalidInputError(f"video {video} does not exist")
     records = [VideoRecord(path=video, label=0, relative=video.name)]
+    mean, std = stream_normalization(cfg)
     dataset = ClipDataset(VideoSet(records=records, classes=run.labels, root=video.parent, layout="list"),
                           frames=cfg.frames, stride=cfg.stride, size=cfg.size, train=False, stream="rgb",
-                          mean=input_normalization(_norm_name(cfg))[0], std=input_normalization(_norm_name(cfg))[1],
+                          mean=mean, std=std,
                           eval_views=views, num_clips=num_clips, num_crops=num_crops, seed=cfg.seed)
     sample = dataset[(0, 0)]
     if "error" in sample:

@@ -47,9 +47,8 @@ class RunResult:
 
 # ----- the pieces the loop is made of -----
 
-def precision_settings(cfg: TrainConfig, device: torch.device) -> tuple[Optional[torch.dtype], bool]:
-    """(autocast dtype or None, use a grad scaler). auto: bf16 on CUDA, fp32 on the CPU."""
-    precision = cfg.precision
+def precision_settings(precision: str, device: torch.device) -> tuple[Optional[torch.dtype], bool]:
+    """(autocast dtype or None, use a grad scaler) for ``--precision``. auto: bf16 on CUDA, fp32 on the CPU."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp16" and device.type != "cuda":
@@ -86,11 +85,6 @@ def lr_factor(step: int, total: int, cfg: TrainConfig, steps_per_epoch: int) -> 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
     total = steps_per_epoch * cfg.epochs
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, cfg, steps_per_epoch))
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +146,7 @@ class Reporter:
 
 def build_data(cfg: TrainConfig, context: Context) -> tuple[Any, Any, list[str], Any]:
     """Train and validation loaders and the label map (validation uses the training split's classes)."""
-    from ..data import ClipDataset, build_loader, discover, input_normalization
+    from ..data import ClipDataset, build_loader, discover
 
     root = Path(cfg.data)
     if not root.is_dir():
@@ -161,7 +155,7 @@ def build_data(cfg: TrainConfig, context: Context) -> tuple[Any, Any, list[str],
     train_set = discover(root, "train", layout=cfg.layout, split_file=split_file, split_id=cfg.split_id)
     val_set = discover(root, "val", layout=cfg.layout, split_file=split_file, split_id=cfg.split_id,
                        classes=train_set.classes)
-    mean, std = ((0.0,) * 2, (1.0,) * 2) if cfg.stream == "flow" else input_normalization(_norm_name(cfg))
+    mean, std = stream_normalization(cfg)
     common = dict(frames=cfg.frames, stride=cfg.stride, size=cfg.size, stream=cfg.stream, flow_root=flow_root(cfg),
                   mean=mean, std=std, seed=cfg.seed)
     train_data = ClipDataset(train_set, train=True, scale_jitter=cfg.scale_jitter, flip=cfg.flip, **common)
@@ -170,6 +164,13 @@ def build_data(cfg: TrainConfig, context: Context) -> tuple[Any, Any, list[str],
                             distributed=context.distributed)
                for d, train in ((train_data, True), (val_data, False))]
     return loaders[0], loaders[1], list(train_set.classes), train_set
+
+
+def stream_normalization(cfg: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std of the model's input: flow is already in [-1, 1]; RGB as the model expects."""
+    from ..data import input_normalization
+
+    return ((0.0,) * 2, (1.0,) * 2) if cfg.stream == "flow" else input_normalization(_norm_name(cfg))
 
 
 def _norm_name(cfg: TrainConfig) -> str:
@@ -421,7 +422,7 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
     from .model import build_model
 
     model, notes = build_model(cfg, len(classes))
-    amp_dtype, use_scaler = precision_settings(cfg, context.device)
+    amp_dtype, use_scaler = precision_settings(cfg.precision, context.device)
     model, bare, channels_last = _prepare_model(model, cfg, context)
     lr = cfg.resolved_lr(context.world_size)
     optimizer = make_optimizer(model, cfg, lr)
