@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Union
 
 from .errors import InvalidInputError
+from .rules import get_rule
 from .spec import OpSpec, TimeSpec
 
 __all__ = ["Policy", "Override", "get_policy", "list_policies", "register_policy", "HEAD_NAMES", "role_of"]
@@ -94,13 +95,16 @@ class Policy:
             raise InvalidInputError(f"tubelet must be an integer >= 1, got {self.tubelet!r}")
 
     def proposed(self, op: OpSpec) -> TimeSpec:
-        """The policy's choice before overrides."""
+        """The policy's choice before overrides, from the temporal defaults of ``op.kind``'s rule
+        (:class:`~inflate.core.rules.Temporal`): tubelets, a time kernel (the stem's own when
+        the op may be a stem and is), or time 1. Head ops stay per-frame."""
         base = TimeSpec(init=self.init, pad_mode=self.pad_mode)  # type: ignore[arg-type]
-        if op.kind == "patch_embed":  # non-overlapping tubelets, as ViViT
+        temporal = get_rule(op.kind).temporal
+        if temporal.extent == "tubelet":  # non-overlapping tubelets, as ViViT
             return base.with_(kernel=self.tubelet, stride=self.tubelet, padding=(0, 0))
-        if op.kind != "conv" or op.role == "head":
+        if temporal.extent != "kernel" or op.role == "head":
             return base
-        if op.role == "stem":
+        if op.role == "stem" and temporal.stem:
             return base.with_(kernel=max(1, self.stem_kernel(op)), stride=self.stem_stride)
         return base.with_(kernel=max(1, self.conv_kernel(op)))
 

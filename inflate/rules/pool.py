@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..core.rules import register_rule
+from ..core.rules import Temporal, register_rule
 from ..core.spec import InflatedOp, OpSpec, TimeSpec
 from ._common import windowed
 
 
-@register_rule("max_pool")
+@register_rule("max_pool", temporal=Temporal(pool="max"))
 def inflate_max_pool(op: OpSpec, time: TimeSpec) -> InflatedOp:
     """Max pooling: k_h×k_w → k_t×k_h×k_w (k_t = 1 unless the policy says)."""
     return windowed(op, time)
 
 
-@register_rule("avg_pool")
+@register_rule("avg_pool", temporal=Temporal(pool="avg"))
 def inflate_avg_pool(op: OpSpec, time: TimeSpec) -> InflatedOp:
     """Average pooling: k_h×k_w → k_t×k_h×k_w (k_t = 1 unless the policy says)."""
     return windowed(op, time)
