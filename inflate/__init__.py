@@ -44,6 +44,11 @@ from .core import (  # noqa: E402  (numpy only)
     list_policies,
 )
 
+# Explicit registration (numpy only): the op rules and the presets' policies, so that
+# get_rule/get_policy know them in any process that imports the package.
+from . import rules  # noqa: E402,F401
+from .presets import policies as _preset_policies  # noqa: E402,F401
+
 _LAZY = {
     "inflate_model": ("inflate.adapters.torch", "inflate_model"),
     "InflationReport": ("inflate.adapters.torch", "InflationReport"),

@@ -4,48 +4,26 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from torch import nn
 
 from .core.errors import InflateError, InvalidInputError
 from .io import fit_state_dict, load_state_dict_file
+from .presets.registry import MODELS_3D, PRESETS, register_model, register_preset
 
 __all__ = ["create_2d_model", "create_model", "register_preset", "register_model", "list_presets", "PRESETS",
            "MODELS_3D", "NoNetworkError"]
-
-PRESETS: dict[str, Callable[..., nn.Module]] = {}
-MODELS_3D: dict[str, Callable[..., nn.Module]] = {}
 
 
 class NoNetworkError(InflateError):
     """Pretrained weights were asked for but could not be downloaded."""
 
 
-Factory = Callable[..., nn.Module]
-
-
-def _registrar(table: dict[str, Factory], what: str, name: str) -> Callable[[Factory], Factory]:
-    def decorator(factory: Factory) -> Factory:
-        if name in table:
-            raise InvalidInputError(f"a {what} named {name!r} is already registered")
-        table[name] = factory
-        return factory
-    return decorator
-
-
-def register_preset(name: str) -> Callable[[Factory], Factory]:
-    """Register a factory ``(**kwargs) -> nn.Module`` under ``name`` for create_2d_model and the CLI."""
-    return _registrar(PRESETS, "preset", name)
-
-
-def register_model(name: str) -> Callable[[Factory], Factory]:
-    """Register a factory of a ready 3D model (``inflate.create_model(name)``, ``inflate convert name``)."""
-    return _registrar(MODELS_3D, "3D model", name)
-
-
 def _load_presets() -> None:
-    from . import presets  # noqa: F401  (registers on import)
+    from .presets import load_presets
+
+    load_presets()
 
 
 def list_presets() -> list[str]:

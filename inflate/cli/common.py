@@ -46,7 +46,6 @@ def validate_time(t: int) -> None:
 def validate_policy(policy: str, init: Optional[str], pad_mode: Optional[str], attention: Optional[str],
                     tubelet: Optional[int]) -> None:
     """Resolve the policy options once, before any slow step, so that a typo fails at once."""
-    from .. import presets  # noqa: F401  (registers the presets' policies)
     from ..core import get_policy
 
     if tubelet is not None and tubelet < 1:

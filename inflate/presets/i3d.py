@@ -26,31 +26,14 @@ import torch
 from torch import nn
 
 from ..core.errors import InvalidInputError, ShapeMismatchError
-from ..core.policy import Policy, register_policy
-from ..models import register_model
 from .inception_v1 import InceptionV1
+from .policies import I3D_POLICY
+from .registry import register_model
 
 __all__ = [
     "I3D_POLICY", "TwoStreamI3D", "i3d_rgb", "i3d_flow", "i3d_two_stream", "load_deepmind_checkpoint",
     "read_deepmind_checkpoint", "load_i3d_weights", "deepmind_checkpoint_path", "rgb_clip", "flow_clip",
 ]
-
-I3D_POLICY = register_policy(Policy(
-    "i3d_paper",
-    stem_stride=2,
-    overrides={
-        "MaxPool3d_2a_3x3": {"kernel": 1, "padding": "same"},
-        "MaxPool3d_3a_3x3": {"kernel": 1, "padding": "same"},
-        "MaxPool3d_4a_3x3": {"kernel": 3, "stride": 2, "padding": "same"},
-        "MaxPool3d_5a_2x2": {"kernel": 2, "stride": 2, "padding": "same"},
-        "Mixed_*.Branch_3.MaxPool3d_0a_3x3": {"kernel": 3, "stride": 1, "padding": "same"},
-        "Logits.AvgPool_0a_7x7": {"kernel": 2, "stride": 1, "padding": (0, 0)},
-        "Conv3d_1a_7x7.conv": {"kernel": 7, "stride": 2, "padding": "same"},
-        "*.conv": {"padding": "same"},
-    },
-    description="I3D's own schedule for Inception-v1 (inception_v1_bn): 7×7×7/2 stem, temporal pools before "
-                "Mixed_4b and Mixed_5b, 2×7×7 VALID logits pool, TF SAME time padding",
-))
 
 
 def _inflate(in_chans: int, num_classes: int, t: int, pad_mode: str, drop_rate: float,

@@ -16,7 +16,7 @@ from timm.layers.conv2d_same import Conv2dSame
 from timm.layers.pool2d_same import MaxPool2dSame
 from torch import nn
 
-from ..models import register_preset
+from .registry import register_preset
 
 __all__ = ["InceptionV1", "Unit", "Mixed", "MIXED_WIDTHS", "inception_v1_bn"]
 

@@ -282,7 +282,6 @@ def inflate_model(
         frame by frame and are listed in the report.
     """
     _validate(model, t)
-    from ... import presets  # noqa: F401  (registers the presets' policies, such as i3d_paper)
 
     resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides, attention=attention,
                           tubelet=tubelet)
