@@ -162,9 +162,9 @@ def test_joint_sdpa_matches_attention_over_concatenated_time_slots() -> None:
 
 def test_attention_computed_by_hand_falls_back_to_frames_with_a_warning(monkeypatch) -> None:
     """A module with no F.scaled_dot_product_attention switch and no joint form of ours."""
-    from inflate.adapters.torch import module_rules
+    from inflate.adapters.torch.handlers import attention as attention_handlers
 
-    monkeypatch.setattr(module_rules, "_enable_fused_attention", lambda module: False)
+    monkeypatch.setattr(attention_handlers, "_enable_fused_attention", lambda module: False)
     model2d = timm.create_model("twins_svt_small").eval()
     with pytest.warns(UserWarning, match="could not be applied to .* attention ops"):
         _, report = inflate_model(model2d, t=4, attention="joint", return_report=True)

@@ -15,8 +15,8 @@ from ...core.errors import InflateError, InvalidInputError
 from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
 from .layout import Clip
-from .module_rules import MODULE_HANDLERS, dynamic_image_size
-from .ops import FUNCTION_HANDLERS, METHOD_HANDLERS
+from .handlers import dynamic_image_size
+from .registry import module_types
 from .rewriter import LayerRecord, Rewriter, describe_target, node_path
 from .tracing import InflateTracer, record_shapes, trace
 
@@ -116,26 +116,6 @@ def _validate(model: Any, t: Any) -> None:
         raise InvalidInputError(f"t (the clip length in frames) must be an integer >= 1, got {t!r}")
 
 
-def _rewrite_node(rw: Rewriter, node: fx.Node) -> tuple[Any, Any]:
-    inputs = node.all_input_nodes
-    if not any(rw.info(a) is not None for a in inputs):
-        # Nothing here carries time: the op runs as in the 2D model.
-        return rw.graph.node_copy(node, lambda a: rw.env[a][0]), None
-    if node.op == "call_module":
-        module = rw.submodule(node)
-        handler = MODULE_HANDLERS.get(type(module))
-        if handler is None:
-            return rw.frame_wise(node)
-        return handler(rw, node, module)
-    if node.op == "call_function":
-        handler = FUNCTION_HANDLERS.get(node.target)
-    else:
-        handler = METHOD_HANDLERS.get(str(node.target))
-    if handler is None:
-        return rw.frame_wise(node)
-    return handler(rw, node)
-
-
 def _output_value(rw: Rewriter, value: Any, info: Any) -> Any:
     if isinstance(info, Clip):
         if info.collapsed:
@@ -227,7 +207,7 @@ def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, 
         elif node.op == "output":
             _output(rw, node)
         else:
-            rw.env[node] = _rewrite_node(rw, node)
+            rw.env[node] = rw.rewrite(node)
     return rw, device
 
 
@@ -290,7 +270,7 @@ def inflate_model(
     dynamic = True
     while True:
         with dynamic_image_size(model, dynamic) as active:
-            tracer = InflateTracer(leaf_types=set(MODULE_HANDLERS) | set(leaf_modules))
+            tracer = InflateTracer(leaf_types=module_types() | set(leaf_modules))
             try:
                 graph2d = trace(model, tracer)
             except InflateError:

@@ -3,8 +3,11 @@
 Every value in the new graph is paired with its layout: a :class:`~.layout.Clip` for a
 tensor that carries frames, a tuple of those for split results, ``None`` for values with
 no time (parameters, shapes, the pooled vector before a classifier). Handlers, looked up
-by exact module type, function or method name, emit the 3D counterpart of one node.
-A node none of whose inputs carries time is copied as it is.
+by exact module type, function or method name in :mod:`.registry`, decide the 3D
+counterpart of one node through their core rule: a module handler returns the 3D module
+and its layout (:class:`ModuleResult`), which the walker places (:meth:`Rewriter.place`);
+other handlers emit through the Rewriter's methods. A node none of whose inputs carries
+time is copied as it is.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from torch import fx, nn
 
 from ...core.errors import InflateError, UnsupportedOpError
 from ...core.policy import Policy, role_of
-from ...core.spec import OpSpec, TimeSpec
+from ...core.rules import get_rule
+from ...core.spec import InflatedOp, OpSpec, TimeSpec
 from . import layout
 from .layout import Clip
+from .registry import handler_for
 
-__all__ = ["Rewriter", "LayerRecord", "Handler", "HandlerResult"]
+__all__ = ["Rewriter", "LayerRecord", "ModuleResult", "Handler", "HandlerResult", "rewrite_node"]
 
 HandlerResult = tuple[Any, Any]
 Handler = Callable[["Rewriter", fx.Node], HandlerResult]
@@ -43,6 +48,32 @@ class LayerRecord:
     time_kernel: int = 1
     time_stride: int = 1
     init: str = "-"
+    kind: str = ""  # the core rule applied ("" for the frame-wise fallback)
+
+    @classmethod
+    def of(cls, path: str, op2d: str, op3d: str, op: InflatedOp, how: str = "inflated") -> "LayerRecord":
+        """The record of an op inflated by the core rule ``op.kind``: its time settings, and the
+        init where the rule maps a kernel with it."""
+        init = op.time.init if get_rule(op.kind).temporal.weighted else "-"
+        return cls(path, op2d, op3d, how, op.kernel[0], op.stride[0], init, op.kind)
+
+
+@dataclass(frozen=True)
+class ModuleResult:
+    """A module handler's answer: the 3D module replacing the node's module, and its layout.
+
+    The walker (:meth:`Rewriter.place`) moves the input's time axis to ``time_axis`` (None:
+    leaves it), installs the module, calls it on the input (and the node's other arguments
+    when ``pass_args``) and gives the output ``layout``, or by default the input's layout,
+    collapsed when the module pools time away (``collapses``).
+    """
+
+    module: nn.Module
+    record: LayerRecord
+    time_axis: Optional[int] = 2
+    collapses: bool = False
+    layout: Any = None
+    pass_args: bool = False
 
 
 @dataclass
@@ -91,6 +122,11 @@ class Rewriter:
     def time_for(self, spec: OpSpec) -> TimeSpec:
         return self.policy.time_for(spec)
 
+    def inflate_op(self, spec: OpSpec, weights: Any = None) -> tuple[InflatedOp, dict[str, Any]]:
+        """The core rule of ``spec.kind`` applied under the policy's time settings: the 3D op
+        and ``weights`` (2D name → numpy array) mapped to 3D."""
+        return get_rule(spec.kind).inflate(spec, self.time_for(spec), weights)
+
     # ----- emitting the 3D graph -----
 
     def call_function(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> fx.Node:
@@ -132,6 +168,39 @@ class Rewriter:
     def note(self, record: LayerRecord) -> None:
         self.records.append(record)
 
+    def place(self, node: fx.Node, result: ModuleResult) -> HandlerResult:
+        """Emit a module handler's answer: the input with its time axis moved, the module installed
+        at the node's path and called."""
+        first = node.args[0]
+        x, clip = self.env[first][0], self.info(first)
+        if result.time_axis is not None:
+            if clip.rank2d != 4:
+                raise self.unsupported(node, f"expected a 4D feature map, got {clip.rank2d}D")
+            x, clip = self.move_time(x, clip, result.time_axis)
+        path = self.replace_module(node, result.module, result.record)
+        args: tuple[Any, ...] = (x,)
+        kwargs: dict[str, Any] = {}
+        if result.pass_args:  # the model's own extra arguments (masks, rotary tables, sizes)
+            args += tuple(self.value(tuple(node.args[1:])))
+            kwargs = self.value(dict(node.kwargs))
+        out = self.call_module(path, *args, **kwargs)
+        if result.layout is not None:
+            return out, result.layout
+        return out, clip.with_(collapsed=clip.collapsed or result.collapses)
+
+    def rewrite(self, node: fx.Node) -> HandlerResult:
+        """The 3D value and layout of one call node: copied where no input carries time, else
+        from the registered handler of its exact target, else applied frame by frame."""
+        if not any(self.info(a) is not None for a in node.all_input_nodes):
+            # Nothing here carries time: the op runs as in the 2D model.
+            return self.graph.node_copy(node, lambda a: self.env[a][0]), None
+        target = type(self.submodule(node)) if node.op == "call_module" else node.target
+        handler = handler_for(node.op, target if node.op != "call_method" else str(target))
+        if handler is None:
+            return self.frame_wise(node)
+        result = handler.fn(self, node)
+        return self.place(node, result) if isinstance(result, ModuleResult) else result
+
     # ----- fallbacks -----
 
     def unsupported(self, node: fx.Node, why: str = "") -> UnsupportedOpError:
@@ -169,6 +238,11 @@ class Rewriter:
         return self.call_function(layout.unfold_time, out, self.batch), Clip(1, len(out_shape))
 
     batch_size: int = 0
+
+
+def rewrite_node(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """:meth:`Rewriter.rewrite` as a function."""
+    return rw.rewrite(node)
 
 
 def _node_inputs(node: fx.Node) -> list[fx.Node]:

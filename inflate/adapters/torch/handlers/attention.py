@@ -1,0 +1,199 @@
+"""Attention and patch embeddings (rules ``attention``, ``patch_embed``): a patch embedding
+becomes a tubelet embedding (:class:`~..modules.PatchEmbed3d`); attention modules and windowed
+blocks become :class:`~..modules.SpaceTimeAttention` in the policy's mode ("joint", "divided"
+or "frames"); F.scaled_dot_product_attention attends jointly over time slots under "joint".
+The timm types are registered in :mod:`.timm`."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ....core.spec import OpSpec
+from .. import modules as m3d
+from .. import space_time
+from ..layout import Clip
+from ..registry import handles
+from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, node_path
+from ._common import first_clip, set_params, to_numpy
+from .conv import inflate_conv_module
+
+__all__ = ["dynamic_image_size", "tubelet_embedding", "space_time_attention"]
+
+
+@contextlib.contextmanager
+def dynamic_image_size(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
+    """Trace timm ViTs on their ``dynamic_img_size`` path: tokens leave the patch embedding as
+    (B, H', W', C) and the position table is resampled to that grid as timm does for images,
+    so clips of another frame size work. At the model's own size the table is used as is.
+    The model's flags are restored afterwards (the traced graph keeps the path). Yields
+    whether the path is in use."""
+    patch_embed = getattr(model, "patch_embed", None)
+    if not enabled or getattr(model, "dynamic_img_size", True) or getattr(model, "pos_embed", None) is None or \
+            type(patch_embed).__name__ != "PatchEmbed" or not getattr(patch_embed, "flatten", False):
+        yield False
+        return
+    from timm.layers import Format
+
+    saved = (model.dynamic_img_size, patch_embed.flatten, patch_embed.output_fmt, patch_embed.strict_img_size)
+    model.dynamic_img_size, patch_embed.flatten = True, False
+    patch_embed.output_fmt, patch_embed.strict_img_size = Format.NHWC, False
+    try:
+        yield True
+    finally:
+        model.dynamic_img_size, patch_embed.flatten, patch_embed.output_fmt, patch_embed.strict_img_size = saved
+
+
+def tubelet_embedding(rw: Rewriter, node: fx.Node, module: nn.Module, conv: nn.Conv2d, norm: nn.Module | None,
+                      layout: str) -> HandlerResult | ModuleResult:
+    """A patch embedding's conv → k_t×p×p tubelets with temporal stride k_t, plus a zero-initialised
+    temporal embedding (:class:`~.modules.PatchEmbed3d`). ``layout`` is that of its output."""
+    _, clip = first_clip(rw, node)
+    path = str(node.target)
+    if conv.padding == "same" or conv.groups != 1 or conv.padding_mode != "zeros":
+        return rw.frame_wise(node, "a patch embedding conv with padding, groups or padding mode it has no rule for")
+    proj, op = inflate_conv_module(rw, path, conv, kind="patch_embed")
+    slots = max(1, rw.t // op.kernel[0])
+    embed = m3d.PatchEmbed3d(proj, copy.deepcopy(norm) if norm is not None else nn.Identity(), slots, layout=layout)
+    out = {"tokens": Clip(1, 3), "channels_last": Clip(1, 4), "channels_first": Clip(2, 4)}[layout]
+    return ModuleResult(embed, LayerRecord.of(path, type(module).__name__, type(embed).__name__, op),
+                        layout=out.with_(collapsed=clip.collapsed))
+
+
+@handles("attention", F.scaled_dot_product_attention)
+def scaled_dot_product_attention(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """Attention over the last two axes (tokens, features) with time among the leading axes:
+    under the "joint" policy the time axis joins the tokens (:func:`space_time.joint_sdpa`,
+    masks and biases tiled over temporal offsets); otherwise it attends within each frame."""
+    q, k, v = node.args[:3]
+    path = node_path(node)
+    infos = [rw.info(a) for a in (q, k, v)]
+    if any(not isinstance(i, Clip) for i in infos) or len({(i.td, i.rank2d) for i in infos}) != 1:
+        return rw.frame_wise(node, "query, key and value carry time differently")
+    clip = infos[0]
+    if clip.td > clip.rank2d - 2:
+        return rw.frame_wise(node, "time among the token or feature axes")
+    names = space_time.SDPA_ARGUMENTS
+    bound = {**dict(zip(names, node.args)), **node.kwargs}
+    mask = bound.get("attn_mask")
+    mask_info = rw.info(mask) if isinstance(mask, fx.Node) else None
+    if any(rw.info(a) is not None for a in (bound.get(n) for n in names[4:]) if isinstance(a, fx.Node)):
+        return rw.frame_wise(node, "attention arguments that carry time")
+    if rw.policy.attention == "joint" and bound.get("is_causal") is not True and not bound.get("enable_gqa") and \
+            (mask_info is None or (isinstance(mask_info, Clip) and not mask_info.collapsed)):
+        # is_causal may be a model input (EVA's forward takes one): joint_sdpa refuses True when it runs
+        kwargs = {n: rw.value(bound[n]) for n in ("dropout_p", "is_causal", "scale") if n in bound}
+        if mask is not None:
+            kwargs["attn_mask"] = rw.value(mask)
+            kwargs["mask_time_dim"] = mask_info.td if mask_info is not None else None
+        op, _ = rw.inflate_op(OpSpec("attention", path, role=rw.role(path)))
+        rw.note(LayerRecord.of(path, "F.scaled_dot_product_attention", "joint over time slots", op))
+        q3, k3, v3 = (rw.value(a) for a in (q, k, v))
+        return rw.call_function(space_time.joint_sdpa, q3, k3, v3, clip.td, **kwargs), clip
+    if mask_info is not None:
+        return rw.frame_wise(node, "a mask that carries time")
+    aligned: dict[fx.Node, Any] = {}
+    if isinstance(mask, fx.Node):  # a (heads, N, N) bias must skip the time axis when it broadcasts
+        shape = rw.meta(mask)
+        if isinstance(shape, tuple):
+            pos = clip.td - (clip.rank2d - len(shape))
+            if 0 < pos <= len(shape):
+                aligned[mask] = rw.call_method("unsqueeze", rw.env[mask][0], pos)
+    rw.note(LayerRecord(path, "F.scaled_dot_product_attention", "same op, per frame", "per-frame", kind="attention"))
+    return rw.emit_like(node, *rw.substitute(node, aligned)), clip
+
+
+def _enable_fused_attention(module: nn.Module) -> bool:
+    """Make every timm attention inside ``module`` call F.scaled_dot_product_attention (their
+    ``fused_attn`` switch); False when none has the switch (attention computed by hand)."""
+    found = False
+    for sub in module.modules():
+        if hasattr(sub, "fused_attn"):
+            sub.fused_attn, found = True, True
+    return found
+
+
+def space_time_attention(rw: Rewriter, node: fx.Node, module: nn.Module, plain: bool = False,
+                         block: bool = False) -> HandlerResult | ModuleResult:
+    """An attention module (or a block holding one) → :class:`~.modules.SpaceTimeAttention`
+    with the policy's mode. "joint" needs the module to attend through
+    F.scaled_dot_product_attention; a module that computes attention by hand attends within
+    each frame instead, and the report says so (inflate_model warns)."""
+    from timm.models import convit, levit, mvitv2
+
+    _, clip = first_clip(rw, node)
+    path = str(node.target)
+    if any(rw.info(a) is not None for a in node.all_input_nodes if a is not node.args[0]):
+        return rw.frame_wise(node, "attention inputs besides the tokens that carry time")
+    shape, out_shape = rw.meta(node.args[0]), rw.meta(node)
+    with_sizes = isinstance(out_shape, tuple) and len(out_shape) == 2 and isinstance(out_shape[0], tuple)
+    if with_sizes:  # (tokens, sizes), as MViTv2's attention returns
+        out_shape = out_shape[0]
+    if not isinstance(clip, Clip) or clip.collapsed or not isinstance(out_shape, tuple) or \
+            len(out_shape) != clip.rank2d or clip.rank2d < 3:
+        return rw.frame_wise(node, "attention over tokens whose layout it changes")
+    channel_axis = 1 if isinstance(module, _nchw_attention()) else clip.rank2d - 1
+    width = shape[channel_axis]
+    time_dim, channel_dim = clip.td, (channel_axis if channel_axis < clip.td else channel_axis + 1)
+    attn = copy.deepcopy(module)
+    mode = rw.policy.attention
+    on_tokens = clip.td == 1 and clip.rank2d == 3
+    # Attention with no position terms sees all T'·N tokens at once; attention computed by hand
+    # has its own joint form (timm_joint); the rest run on folded frames with joint SDPA calls.
+    joint = "sdpa"
+    if on_tokens:
+        joint = "tokens" if plain or type(module) is convit.MHSA else {
+            convit.GPSA: "gpsa", levit.Attention: "levit", levit.AttentionDownsample: "levit",
+            mvitv2.MultiScaleAttention: "mvit"}.get(type(module), "sdpa")
+    if mode == "joint" and joint == "sdpa" and not _enable_fused_attention(attn):
+        mode = "frames"  # computed by hand: no joint form (reported, and inflate_model warns)
+    op, _ = rw.inflate_op(OpSpec("attention", path, role=rw.role(path)))
+    temporal_attn = temporal_fc = temporal_norm = None
+    if mode == "divided":
+        temporal_attn, temporal_fc, temporal_norm = _temporal_branch(module, block, width)
+    wrapped = m3d.SpaceTimeAttention(attn, mode, temporal_attn, temporal_fc, temporal_norm,
+                                     joint=joint, time_dim=time_dim,
+                                     channel_dim=channel_dim, where=path)
+    record = LayerRecord.of(path, type(module).__name__, f"SpaceTimeAttention({mode})", op,
+                            "inflated" if mode != "frames" else "per-frame")
+    # the model's own extra arguments (masks, rotary tables, sizes) pass through unchanged
+    return ModuleResult(wrapped, record, time_axis=None, layout=(clip, None) if with_sizes else clip, pass_args=True)
+
+
+def _temporal_branch(module: nn.Module, block: bool, width: int) -> tuple[nn.Module, nn.Linear, nn.Module | None]:
+    """Divided attention's additions for ``module``: a timm ``Attention`` over time copying the
+    spatial attention's projections (a fresh one when they cannot be read; ``temporal_fc`` = 0
+    keeps the 2D output either way), the zero ``temporal_fc``, and for a block its ``norm1``."""
+    from timm.layers import Attention
+
+    from ....rules.attention import temporal_branch_weights
+
+    like = next(module.parameters())
+    inner = getattr(module, "attn", module) if block else module
+    norm = copy.deepcopy(module.norm1) if block and getattr(module, "norm1", None) is not None else None
+    weights = temporal_branch_weights({k: to_numpy(v) for k, v in inner.state_dict().items()}, width)
+    if isinstance(inner, Attention) and inner.proj.out_features == width and inner.qkv.in_features == width:
+        temporal_attn = copy.deepcopy(inner)  # a copy, with any q/k norms it has
+    else:
+        heads = getattr(inner, "num_heads", 1)
+        temporal_attn = Attention(width, num_heads=heads if width % heads == 0 else 1, qkv_bias=True)
+        copied = {k[len("temporal_attn."):]: torch.from_numpy(v) for k, v in weights.items()
+                  if k.startswith("temporal_attn.")}
+        if copied:
+            temporal_attn.load_state_dict(copied)
+        temporal_attn = temporal_attn.to(device=like.device, dtype=like.dtype)
+    temporal_fc = nn.Linear(width, width, device=like.device, dtype=like.dtype)
+    set_params(temporal_fc, {"weight": weights["temporal_fc.weight"], "bias": weights["temporal_fc.bias"]},
+                temporal_fc)
+    return temporal_attn, temporal_fc, norm
+
+
+def _nchw_attention() -> tuple[type, ...]:
+    from timm.models import maxxvit
+
+    return (maxxvit.Attention2d, maxxvit.PartitionAttention2d)

@@ -1,0 +1,141 @@
+"""timm's own layer types, registered with the handlers of their op family when timm is installed.
+
+timm exports modules that subclass torch's but behave differently (``Conv2dSame`` pads at run
+time), so each is registered under its exact type; activation classes timm defines are
+element-wise. ``DropBlock2d`` has no handler: its per-position masks differ per frame, so it
+runs frame by frame and the report says so.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import fx, nn
+
+from .. import modules as m3d
+from ..registry import handler_for, handles
+from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, pointwise_result
+from .attention import space_time_attention, tubelet_embedding
+from .conv import conv_result, inflate_conv_module
+from .linear import last_axes
+from .norm import batch_norm_result
+from .pool import pool_result
+
+__all__ = ["register_timm"]
+
+
+def register_timm() -> bool:
+    """Register the handlers of timm's layer types; False when timm is not installed."""
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        return False
+    _register_layers()
+    _register_transformers()
+    _register_attention()
+    return True
+
+
+def _register_layers() -> None:
+    from timm.layers import activations, activations_me
+    from timm.layers.conv2d_same import Conv2dSame
+    from timm.layers.drop import DropPath
+    from timm.layers.norm import LayerNorm as TimmLayerNorm
+    from timm.layers.norm_act import BatchNormAct2d
+    from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+    from timm.models.vgg import ConvMlp
+
+    @handles("conv", Conv2dSame)
+    def conv_same(rw: Rewriter, node: fx.Node) -> ModuleResult:
+        return conv_result(rw, node, same=True)
+
+    @handles("conv", ConvMlp)
+    def conv_mlp(rw: Rewriter, node: fx.Node) -> ModuleResult:
+        """VGG's convolutional pre-logits: both convs inflated, kept in one ConvMlp3d."""
+        module = rw.submodule(node)
+        path = str(node.target)
+        fc1, op1 = inflate_conv_module(rw, f"{path}.fc1", module.fc1)
+        fc2, _ = inflate_conv_module(rw, f"{path}.fc2", module.fc2)
+        mlp = m3d.ConvMlp3d(fc1, copy.deepcopy(module.act1), copy.deepcopy(module.drop), fc2,
+                            copy.deepcopy(module.act2), module.input_kernel_size)
+        return ModuleResult(mlp, LayerRecord.of(path, type(module).__name__, type(mlp).__name__, op1))
+
+    @handles("batch_norm", BatchNormAct2d)
+    def batch_norm_act(rw: Rewriter, node: fx.Node) -> ModuleResult:
+        module = rw.submodule(node)
+        return batch_norm_result(rw, node, m3d.BatchNormAct3d, drop=copy.deepcopy(module.drop),
+                                 act=copy.deepcopy(module.act))
+
+    @handles("max_pool", MaxPool2dSame)
+    def max_pool_same(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        return pool_result(rw, node, "max_pool", same=True)
+
+    @handles("avg_pool", AvgPool2dSame)
+    def avg_pool_same(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        return pool_result(rw, node, "avg_pool", same=True)
+
+    @handles("layer_norm", TimmLayerNorm)
+    def layer_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        return last_axes(rw, node, len(rw.submodule(node).normalized_shape))
+
+    activation_types = [value for namespace in (activations, activations_me) for value in vars(namespace).values()
+                        if isinstance(value, type) and issubclass(value, nn.Module)
+                        and value.__module__ == namespace.__name__]
+    # a class timm re-exports under two names is registered once
+    new = [t for t in dict.fromkeys([DropPath, *activation_types]) if handler_for("call_module", t) is None]
+
+    @handles("pointwise", *new)
+    def pointwise_module(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        return pointwise_result(rw, node)
+
+    pointwise_module.table_label = "timm's activation layers and DropPath"  # type: ignore[attr-defined]
+
+
+def _register_transformers() -> None:
+    """timm's patch embeddings → tubelet embeddings."""
+    from timm.layers import PatchEmbed
+    from timm.models import pit
+
+    @handles("patch_embed", PatchEmbed)
+    def patch_embed(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        module = rw.submodule(node)
+        channels_last = not getattr(module, "flatten", True) and str(getattr(module, "output_fmt", "")).endswith("NHWC")
+        if not (getattr(module, "flatten", True) or channels_last) or getattr(module, "dynamic_img_pad", False):
+            return rw.frame_wise(node, "a patch embedding that outputs NCHW, or pads dynamically")
+        return tubelet_embedding(rw, node, module, module.proj, module.norm,
+                                 "channels_last" if channels_last else "tokens")
+
+    @handles("patch_embed", pit.ConvEmbedding)
+    def conv_embedding(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        """PiT embeds overlapping patches with a plain conv and keeps the (B, C, H, W) map."""
+        module = rw.submodule(node)
+        return tubelet_embedding(rw, node, module, module.conv, None, "channels_first")
+
+
+def _register_attention() -> None:
+    """timm's attention modules and windowed attention blocks → SpaceTimeAttention."""
+    from timm.layers import Attention
+    from timm.models import beit, convit, eva, levit, maxxvit, mvitv2, swin_transformer, twins
+
+    @handles("attention", Attention)
+    def plain_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        """Plain ViT attention: joint attention sees all T'·N tokens at once."""
+        return space_time_attention(rw, node, rw.submodule(node), plain=True)
+
+    @handles("attention", beit.Attention, eva.EvaAttention, twins.LocallyGroupedAttn, twins.GlobalSubSampleAttn,
+             maxxvit.Attention2d, maxxvit.AttentionCl, convit.GPSA, convit.MHSA, levit.Attention,
+             levit.AttentionDownsample, mvitv2.MultiScaleAttention, mvitv2.MultiScaleAttentionPoolFirst)
+    def positional_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        """Attention with position terms of its own (relative bias, rotary, local windows, gated positions)."""
+        return space_time_attention(rw, node, rw.submodule(node))
+
+    @handles("linear", levit.LinearNorm)
+    def linear_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        """LeViT's Linear + BatchNorm1d over flattened tokens: per token, so per frame is exact."""
+        return rw.frame_wise(node, declared=True)
+
+    @handles("attention", swin_transformer.SwinTransformerBlock, maxxvit.PartitionAttentionCl,
+             maxxvit.PartitionAttention2d)
+    def windowed_block(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        """Windowed blocks: 3D windows spanning the clip (joint), temporal attention then windows (divided)."""
+        return space_time_attention(rw, node, rw.submodule(node), block=True)
