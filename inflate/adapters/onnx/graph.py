@@ -55,10 +55,12 @@ _REDUCE = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "R
            "ReduceSumSquare", "ReduceLogSumExp"}
 _SOFTMAX = {"Softmax", "LogSoftmax", "Hardmax"}
 SUPPORTED_OPS = sorted(_UNARY | _ELEMENTWISE_BROADCAST | _NORMS | _REDUCE | _SOFTMAX | {
-    "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Gemm", "MatMul",
+    "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Gemm", "MatMul",
     "Concat", "Resize", "Pad", "Constant", "Squeeze", "Unsqueeze", "Slice", "Split", "Gather", "Transpose", "Shape",
     "LayerNormalization", "Expand", "Tile", "ArgMax", "ArgMin",
 })
+# The core rule each windowed ONNX op is inflated by.
+_WINDOWED_KINDS = {"Conv": "conv", "ConvTranspose": "conv_transpose", "MaxPool": "max_pool", "AveragePool": "avg_pool"}
 # Static (time-free) nodes are copied whatever their type; these never fold into constants.
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
             "If", "Loop", "Scan"}
@@ -390,8 +392,9 @@ class _Rewriter:
         attrs = _attrs(node)
         if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             raise self.unsupported(node, "auto_pad is not supported; export with explicit pads")
-        weight = self.value(node.input[1]) if kind == "conv" else None
-        if kind == "conv" and weight is None:
+        rule = get_rule(kind)
+        weight = self.value(node.input[1]) if rule.temporal.weighted else None
+        if rule.temporal.weighted and weight is None:
             raise self.unsupported(node, "the kernel is neither an initializer nor computed from constants")
         kernel = tuple(attrs.get("kernel_shape") or weight.shape[2:])  # type: ignore[union-attr]
         strides = tuple(attrs.get("strides", (1,) * len(kernel)))
@@ -399,6 +402,8 @@ class _Rewriter:
         pads = tuple(attrs.get("pads", (0,) * 2 * len(kernel)))
         source = self.move_time(node.input[0], 2)
         if len(kernel) == 1:  # a Conv1d / pool over a sequence: per frame, time as a spatial axis of size 1
+            if node.op_type == "ConvTranspose":
+                raise self.unsupported(node, "a 1D transposed conv has no rule")
             self.per_frame_1d(node, source, kernel, strides, dilations, pads, weight, collapsed)
             return
         if len(kernel) != 2:
@@ -407,25 +412,35 @@ class _Rewriter:
         if kind == "conv" and path == self.stem and "patch_embed" in path.split(".") and kernel == strides \
                 and not any(pads) and kernel[0] > 1:
             kind = "patch_embed"  # timm's PatchEmbed as the stem: non-overlapping tubelets (later stages keep time)
+            rule = get_rule(kind)
         spec = OpSpec(kind, path, kernel, strides, (pads[0], pads[1]), dilations, attrs.get("group", 1),
                       role=role_of(path, self.stem))
         time = self.policy.time_for(spec)
-        op = get_rule(kind).describe(spec, time)
+        op = rule.describe(spec, time)
         if op.time_pads == "same":
             raise self.unsupported(node, "TF SAME time padding needs the clip length; use a static padding policy")
         front, back = op.time_pads  # type: ignore[misc]
         time_in_op = (0, 0)
+        max_pool = rule.temporal.pool == "max"
+        transposed = node.op_type == "ConvTranspose"
         if front or back:
-            if op.time_pad_mode == "zeros" and kind != "max_pool":
+            if op.time_pad_mode == "zeros" and not max_pool and not transposed:
                 time_in_op = (front, back)
             else:
-                source = self.time_pad(node, source, op, "neg_inf" if kind == "max_pool" and op.time_pad_mode == "zeros"
+                source = self.time_pad(node, source, op, "neg_inf" if max_pool and op.time_pad_mode == "zeros"
                                        else op.time_pad_mode)
+        if transposed:  # its own time padding trims d·(k_t − 1) frames: the output keeps the clip length
+            if attrs.get("output_shape"):
+                raise self.unsupported(node, "ConvTranspose with output_shape; export with pads instead")
+            trim = op.dilation[0] * (op.kernel[0] - 1)
+            time_in_op = (trim, trim)
         new_pads = [time_in_op[0], pads[0], pads[1], time_in_op[1], pads[2], pads[3]]
         inputs = [source] + [self.aliases.get(i, i) for i in node.input[1:]]  # biases behind Identity nodes
         extra: dict[str, Any] = {"kernel_shape": list(op.kernel), "strides": list(op.stride), "pads": new_pads}
-        if kind in ("conv", "patch_embed") or "dilations" in attrs:
+        if rule.temporal.weighted or "dilations" in attrs:
             extra["dilations"] = list(op.dilation)
+        if "output_padding" in attrs:
+            extra["output_padding"] = [0, *attrs["output_padding"]]
         if weight is not None:
             root = self.aliases.get(node.input[1], node.input[1])
             key = (root, op.kernel[0], time.init, kind)
@@ -433,7 +448,7 @@ class _Rewriter:
                 _, inflated = get_rule(kind).inflate(spec, time, {"weight": weight})
                 self.inflated_kernels[key] = self.const(f"{root}_3d", inflated["weight"].astype(weight.dtype))
             inputs[1] = self.inflated_kernels[key]
-        if kind in ("avg_pool", "max_pool") and self.spatial_size(node.input[0]) == kernel and kernel != (1, 1):
+        if rule.temporal.pool and self.spatial_size(node.input[0]) == kernel and kernel != (1, 1):
             self.bound(node, "its window covers the whole feature map")
         self.copy(node, inputs, **extra)
         self.layout[node.output[0]] = _Clip(2, 4, collapsed)  # a pooled-away time axis stays of length 1
@@ -466,14 +481,14 @@ class _Rewriter:
             self.fold(node)
             return
         collapsed = all(self.clip(i).collapsed for i in clips)
-        if op == "Conv":
+        if op in ("Conv", "ConvTranspose"):
             if node.input[0] not in clips or any(self.is_clip(i) for i in node.input[1:] if i):
                 raise self.unsupported(node, "its kernel depends on the input")
-            self.windowed(node, "conv", collapsed)
+            self.windowed(node, _WINDOWED_KINDS[op], collapsed)
         elif op in ("MaxPool", "AveragePool"):
             if op == "MaxPool" and len(node.output) > 1:
                 raise self.unsupported(node, "MaxPool with indices")
-            self.windowed(node, "max_pool" if op == "MaxPool" else "avg_pool", collapsed)
+            self.windowed(node, _WINDOWED_KINDS[op], collapsed)
         elif op in ("GlobalAveragePool", "GlobalMaxPool"):
             self.copy(node, [self.move_time(node.input[0], 2)])
             self.layout[node.output[0]] = _Clip(2, self.clip(node.input[0]).rank, collapsed=True)

@@ -59,12 +59,21 @@ def target_name(target: Any) -> str:
     """A readable name of a target: ``torch.nn.Conv2d``, ``F.max_pool2d``, ``Tensor.view``."""
     if isinstance(target, str):
         return f"Tensor.{target}"
+    name = getattr(target, "__name__", None) or str(target)
+    if not isinstance(target, type):  # builtins report torch._C modules: name them as users write them
+        import builtins
+        import operator
+
+        import torch
+        import torch.nn.functional as F
+
+        for prefix, namespace in (("F", F), ("torch", torch), ("operator", operator), ("builtins", builtins)):
+            if getattr(namespace, name, None) is target:
+                return f"{prefix}.{name}"
     module = getattr(target, "__module__", None) or ""
-    module = {"torch.nn.functional": "F", "_operator": "operator"}.get(module, module)
     if module.startswith("torch.nn.modules."):
         module = "nn"
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
-    return f"{module}.{name}" if module else name
+    return f"{module}.{getattr(target, '__qualname__', name)}" if module else name
 
 
 def handles(kind: str, *targets: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
