@@ -18,6 +18,7 @@ from .layout import Clip
 from .module_rules import MODULE_HANDLERS, dynamic_image_size
 from .ops import FUNCTION_HANDLERS, METHOD_HANDLERS
 from .rewriter import LayerRecord, Rewriter, describe_target, node_path
+from .inplace import out_of_place_after_folds
 from .tracing import InflateTracer, record_shapes, trace
 
 __all__ = ["inflate_model", "InflationReport", "InflationSettings", "default_input_size"]
@@ -310,6 +311,7 @@ def inflate_model(
     for path, module in rw.replacements.items():
         module.train(model.training)
         _set_submodule(model3d, path, module.to(device))
+    out_of_place_after_folds(rw.graph, model3d)
     code_holder = fx.GraphModule(model3d, rw.graph, class_name=f"Inflated{type(model).__name__}")
     base = type(model)
     inflated_cls = type(
