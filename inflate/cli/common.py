@@ -13,6 +13,7 @@ import typer
 from torch import nn
 
 from ..core.errors import InvalidInputError
+from ..core.geometry import check_clip_length
 
 
 def build_2d(model: str, pretrained: bool, weights: Optional[Path], num_classes: Optional[int]) -> nn.Module:
@@ -39,8 +40,7 @@ def parse_overrides(items: Optional[list[str]]) -> Optional[dict[str, dict[str, 
 
 
 def validate_time(t: int) -> None:
-    if t < 1:
-        raise InvalidInputError(f"--time must be >= 1 frame, got {t}")
+    check_clip_length(t, "--time")
 
 
 def validate_policy(policy: str, init: Optional[str], pad_mode: Optional[str], attention: Optional[str],

@@ -83,7 +83,7 @@ CASES = [
     ("unknown-option", "check CNN --bogus", BAD_INPUT, "--bogus"),
     ("unknown-command", "nosuch", BAD_INPUT, "nosuch"),
     # values
-    ("time-zero", "convert CNN -t 0 -o {out}/o.safetensors", BAD_INPUT, "--time must be >= 1 frame, got 0"),
+    ("time-zero", "convert CNN -t 0 -o {out}/o.safetensors", BAD_INPUT, "--time (the clip length in frames) must be an integer >= 1, got 0"),
     ("time-negative", "check CNN -t -3", BAD_INPUT, "got -3"),
     ("unknown-model", "convert resnet5O -t 2 -o {out}/o.safetensors", BAD_INPUT, "unknown model 'resnet5O'"),
     ("unknown-policy", "convert CNN -t 2 --policy nope -o {out}/o.safetensors", BAD_INPUT, "unknown policy 'nope'"),
