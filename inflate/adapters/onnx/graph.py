@@ -28,7 +28,6 @@ average (as I3D averages its logits over time). Imports numpy and onnx only.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ...core.errors import InflateError, InvalidInputError, UnsupportedOpError
+from ...core.metadata import METADATA_KEY, write_metadata
 from ...core.geometry import (NEG_INF, StemCandidate, axis_to_3d, check_clip_length, find_stem, onnx_pointwise,
                               pad_mode_for, pad_value, reduce_axes)
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
@@ -995,9 +995,9 @@ def inflate_onnx(
             out_dims.insert(layout.axis, onnx.TensorShapeProto.Dimension(dim_value=1) if layout.collapsed
                             else onnx.TensorShapeProto.Dimension(dim_param=time_axis_name))
     entry = model.metadata_props.add()
-    entry.key, entry.value = "inflate", json.dumps({"format_version": 1, "kind": "onnx", "t": t, "policy": resolved.name,
-                                                   "init": resolved.init, "pad_mode": resolved.pad_mode,
-                                                   "dynamic_size": bool(make_dynamic)})
+    entry.key = METADATA_KEY
+    entry.value = write_metadata("onnx", {"t": t, "policy": resolved.name, "init": resolved.init,
+                                          "pad_mode": resolved.pad_mode, "dynamic_size": bool(make_dynamic)})
     try:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         onnx.checker.check_model(model, full_check=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ...core.errors import InvalidInputError, ShapeMismatchError, key_mismatch
 from ...core.geometry import StemCandidate, check_clip_length, find_stem
+from ...core.metadata import METADATA_KEY, write_metadata
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
 from ...core.rules import get_rule
 from ...core.spec import OpSpec
@@ -277,8 +278,8 @@ def inflate_weights_file(
     require_input_file(source, "weights file", "a .safetensors or .pth file")
     resolved = get_policy(policy, init=init, overrides=overrides)
     target_shapes = _target_shapes(target)
-    metadata = {"inflate": json.dumps({"format_version": 1, "source_file": source.name, "t": t,
-                                       "policy": resolved.name, "init": resolved.init, "kind": "weights"})}
+    metadata = {METADATA_KEY: write_metadata("weights", {"source_file": source.name, "t": t,
+                                                         "policy": resolved.name, "init": resolved.init})}
     if source.suffix.lower() == ".safetensors":
         header, data_start = _read_header(source)
         keys = [k for k in header if k != "__metadata__"]
