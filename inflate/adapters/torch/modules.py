@@ -16,13 +16,13 @@ contiguous clip it costs a copy, which only a spatial convolution repays. Export
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...core.geometry import NEG_INF, pad_mode_for, pad_value, tf_same_pads
 from .space_time import JointAttention
 from .timm_joint import JOINT_FORMS
 
@@ -102,27 +102,21 @@ def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
         return x
     if mode == "replicate":
         return F.pad(x, (0, 0, 0, 0, front, back), mode="replicate")
-    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=float("-inf") if mode == "neg_inf" else 0.0)
+    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=pad_value(mode))
 
 
 def _resolve_time_pads(x: torch.Tensor, pads: Sequence[int] | str, kernel: int, stride: int, dilation: int) -> Sequence[int]:
     if pads == "same":
-        return _same_pads(x.shape[2], kernel, stride, dilation)
+        return tf_same_pads(x.shape[2], kernel, stride, dilation)
     return pads  # type: ignore[return-value]
-
-
-def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    # TF "SAME": pad so that ceil(size / stride) outputs fit; the odd element at the back.
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 def pad_same_spatial(
     x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], value: float = 0.0
 ) -> torch.Tensor:
     """TensorFlow "SAME" padding of the last two axes, computed from the input size."""
-    top, bottom = _same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
-    left, right = _same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
+    top, bottom = tf_same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = tf_same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
     if top or bottom or left or right:
         x = F.pad(x, (left, right, top, bottom), value=value)
     return x
@@ -296,8 +290,7 @@ class InflatedMaxPool3d(nn.MaxPool3d):
         time_pad_mode: str = "replicate",
     ) -> None:
         self.time_pads = "same" if time_pads == "same" else (int(time_pads[0]), int(time_pads[1]))
-        # Zero frames could win over negative activations: max pooling pads time with -inf.
-        self.time_pad_mode = "replicate" if time_pad_mode == "replicate" else "neg_inf"
+        self.time_pad_mode = pad_mode_for("max_pool", time_pad_mode)  # -inf, never zeros
         if self.time_pads != "same" and not any(self.time_pads):
             self.time_pads = (0, 0)
         self.same_padding = padding == "same"
@@ -310,14 +303,14 @@ class InflatedMaxPool3d(nn.MaxPool3d):
             frames = fold_frames(x)
             if self.same_padding:
                 frames = pad_same_spatial(frames, self.kernel_size[1:], self.stride[1:], self.dilation[1:],
-                                          float("-inf"))
+                                          pad_value(NEG_INF))
             y = F.max_pool2d(frames, self.kernel_size[1:], self.stride[1:], self.padding[1:], self.dilation[1:],
                              self.ceil_mode)
             return unfold_frames(y, x.shape[0])
         pads = _resolve_time_pads(x, self.time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
-            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:], float("-inf"))
+            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:], pad_value(NEG_INF))
         return super().forward(x)
 
 
