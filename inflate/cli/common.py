@@ -95,9 +95,7 @@ def check_tubelet(model_name: str, model2d: nn.Module, t: int, policy: str, tube
     and --tubelet must have a patch embedding to apply to."""
     from ..core import get_policy
 
-    embeddings = patch_embeddings(model2d)
-    if tubelet is not None and tubelet < 1:
-        raise InvalidInputError(f"--tubelet must be >= 1 frame, got {tubelet}")
+    embeddings = patch_embeddings(model2d)  # --tubelet's range was checked by validate_policy
     if not embeddings:
         if tubelet is not None:
             raise InvalidInputError(f"--tubelet {tubelet} does not apply: {model_name} has no patch embedding "

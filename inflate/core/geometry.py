@@ -226,17 +226,8 @@ POINTWISE_OPS: tuple[PointwiseOp, ...] = (
     _unary("Abs", "torch.abs", "Tensor.abs"),
     _unary("Neg", "operator.neg", "torch.neg", "Tensor.neg"),
     _unary("", "torch.square", "Tensor.square"),
-    _unary("Log"),
-    _unary("Reciprocal"),
-    _unary("Floor"),
-    _unary("Ceil"),
-    _unary("Sign"),
-    _unary("Round"),
-    _unary("Sin"),
-    _unary("Cos"),
-    _unary("Not"),
-    _unary("IsNaN"),
-    _unary("IsInf"),
+    *(_unary(name) for name in ("Log", "Reciprocal", "Floor", "Ceil", "Sign", "Round", "Sin", "Cos", "Not", "IsNaN",
+                                "IsInf")),  # ONNX only
     # values passed on unchanged, or cast
     _unary("Identity", "nn.Identity", "Tensor.contiguous", "Tensor.clone", "Tensor.detach"),
     _unary("Dropout", "F.dropout", "nn.Dropout", "nn.AlphaDropout"),
@@ -253,17 +244,8 @@ POINTWISE_OPS: tuple[PointwiseOp, ...] = (
     _binary("Min", "torch.minimum", "Tensor.minimum"),
     _binary("Where", "torch.where", "Tensor.where", "Tensor.masked_fill"),
     _binary("PRelu", "F.prelu", "nn.PReLU"),
-    _binary("Sum"),
-    _binary("Mean"),
-    _binary("Mod"),
-    _binary("Equal"),
-    _binary("Greater"),
-    _binary("Less"),
-    _binary("GreaterOrEqual"),
-    _binary("LessOrEqual"),
-    _binary("And"),
-    _binary("Or"),
-    _binary("Xor"),
+    *(_binary(name) for name in ("Sum", "Mean", "Mod", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual",
+                                 "And", "Or", "Xor")),  # ONNX only
 )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from ... import __version__
@@ -15,14 +18,16 @@ from ...core.errors import InflateError, InvalidInputError
 from ...core.geometry import StemCandidate, check_clip_length, find_stem
 from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
+from .inflated import InflatedModel, inflated_class, module_signature, set_submodule
 from .layout import Clip
 from .handlers import dynamic_image_size
-from .registry import module_types
-from .rewriter import LayerRecord, Rewriter, describe_target, node_path
 from .inplace import out_of_place_after_folds
+from .modules import SpaceTimeAttention
+from .registry import module_types
+from .rewriter import LayerRecord, Rewriter, node_path
 from .tracing import InflateTracer, record_shapes, trace
 
-__all__ = ["inflate_model", "InflationReport", "InflationSettings", "default_input_size"]
+__all__ = ["inflate_model", "InflationReport", "InflationSettings", "InflatedModel", "default_input_size"]
 
 
 @dataclass(frozen=True)
@@ -144,49 +149,42 @@ def _output(rw: Rewriter, node: fx.Node) -> None:
     rw.graph.output(convert(node.args[0]))
 
 
-def _not_traced(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    raise InflateError(
-        f"{type(self).__name__} is an inflated model: only forward(clip) was rewritten for clips; "
-        "forward_features/forward_head still run the 2D code. Call the model itself"
-    )
+@contextlib.contextmanager
+def _traced(model: nn.Module, leaf_modules: Iterable[type]) -> Iterator[fx.Graph]:
+    """Trace ``model`` to a 2D graph, handlers' module types kept whole, and hold the tracing
+    settings while the caller records shapes and rewrites it. A timm ViT is traced on its
+    dynamic-image-size path, or on its fixed-size path where that one does not trace."""
+    for dynamic in (True, False):
+        with dynamic_image_size(model, dynamic) as active:
+            tracer = InflateTracer(leaf_types=module_types() | set(leaf_modules))
+            try:
+                graph2d = trace(model, tracer)
+            except InflateError:
+                if active:
+                    continue
+                raise
+            yield graph2d
+            return
 
 
-def _reset_classifier(self: nn.Module, *args: Any, **kwargs: Any) -> None:
-    """timm's reset_classifier, keeping the 3D counterparts of head modules it rebuilt unchanged."""
-    inflated = {path: self.get_submodule(path) for path in self._inflated_sources}
-    type(self).__mro__[1].reset_classifier(self, *args, **kwargs)
-    for path, module3d in inflated.items():
-        current = self.get_submodule(path)
-        if current is module3d:
-            continue
-        if repr(current) != self._inflated_sources[path]:
-            raise InflateError(
-                f"reset_classifier replaced '{path}' by a different {type(current).__name__}, which has no 3D "
-                "form yet: call reset_classifier on the 2D model and inflate it again"
-            )
-        _set_submodule(self, path, module3d)
-
-
-def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    parent._modules[name] = module
-
-
-def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, t: int,
-             input_size: tuple[int, int, int], progress: Optional[Callable[[int, int], None]]) -> tuple[Rewriter, torch.device]:
-    """Record the 2D shapes on a sample batch, then re-emit every node of ``graph2d`` for clips."""
-    channels, height, width = input_size
-    traced = fx.GraphModule(model, graph2d)
+def _record_shapes(model: nn.Module, graph2d: fx.Graph, input_size: tuple[int, int, int]) -> tuple[int, torch.device]:
+    """Run ``graph2d`` on a random batch of 2 images of ``input_size`` (C, H, W) on the model's
+    device and dtype, keeping each node's 2D output shape in its meta. Returns (batch size, device)."""
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-    sample = torch.randn(2, channels, height, width, device=device, dtype=dtype)
-    record_shapes(traced, sample)
+    sample = torch.randn(2, *input_size, device=device, dtype=dtype)
+    record_shapes(fx.GraphModule(model, graph2d), sample)
+    return sample.shape[0], device
 
+
+def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, t: int, batch_size: int,
+             channels: int, progress: Optional[Callable[[int, int], None]]) -> Rewriter:
+    """Re-emit every node of ``graph2d`` (shapes recorded) for clips: the first input becomes a
+    checked (B, C, T, H, W) clip, each op goes to its handler; returns the :class:`Rewriter`
+    holding the 3D graph, the replacement modules and the report records."""
     rw = Rewriter(model, policy, strict, _first_conv(model, graph2d), _head_prefixes(model))
-    rw.batch_size = sample.shape[0]
-    rw.t = t
+    rw.batch_size, rw.t = batch_size, t
     placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
     total = len(graph2d.nodes)
     for done, node in enumerate(graph2d.nodes, 1):
@@ -207,7 +205,42 @@ def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, 
             _output(rw, node)
         else:
             rw.env[node] = rw.rewrite(node)
-    return rw, device
+    if not rw.batch.users:
+        rw.graph.erase_node(rw.batch)
+    rw.graph.lint()
+    return rw
+
+
+def _assemble(model: nn.Module, rw: Rewriter, inplace: bool, device: torch.device) -> nn.Module:
+    """The 3D model: ``model`` (or a copy that shares nothing with it, the replaced modules
+    left out of the copy) with the 3D modules in place and its class made the inflated class,
+    whose forward runs the rewritten graph."""
+    sources = {path: module_signature(model.get_submodule(path)) for path in rw.replacements}
+    model3d = model if inplace else copy.deepcopy(model, {id(model.get_submodule(p)): None for p in rw.replacements})
+    for path, module in rw.replacements.items():
+        module.train(model.training)
+        set_submodule(model3d, path, module.to(device))
+    out_of_place_after_folds(rw.graph, model3d)
+    model3d.__class__ = inflated_class(type(model), rw.graph)
+    model3d._inflated_sources = sources
+    return model3d
+
+
+def _warn_unapplied_attention(model: nn.Module, graph2d: fx.Graph, rw: Rewriter, attention: str) -> None:
+    """Warn where attention runs within each frame although ``attention`` asked otherwise: SDPA
+    calls the rewrite left per frame, attention modules wrapped in "frames" mode, and ops with no
+    rule inside modules timm marks as attention (its ``fused_attn`` switch) or nn.MultiheadAttention."""
+    if attention == "frames":
+        return
+    sdpa = {node_path(n) for n in graph2d.nodes if n.op == "call_function" and n.target is F.scaled_dot_product_attention}
+    frames = {p for p, m in rw.replacements.items() if isinstance(m, SpaceTimeAttention) and m.mode == "frames"}
+    owners = tuple(p + "." for p, m in model.named_modules()
+                   if p and (hasattr(m, "fused_attn") or isinstance(m, nn.MultiheadAttention)))
+    per_frame = [r.path for r in rw.records if r.path in frames or (r.path in sdpa and r.how != "inflated")
+                 or (r.how == "frame-wise" and (r.path.split(":")[0] + ".").startswith(owners))]
+    if per_frame:
+        warnings.warn(f"attention={attention!r} could not be applied to {len(per_frame)} attention ops "
+                      f"(first: '{per_frame[0]}'), which attend within each frame", stacklevel=3)
 
 
 def inflate_model(
@@ -252,8 +285,9 @@ def inflate_model(
     Returns:
         The 3D model: input (B, C, T, H, W); output as the 2D model's, with classifier logits
         averaged over time (global pools pool time before the head). It keeps the 2D
-        model's class as a base, its attribute names (``model.fc``, ``get_classifier()``)
-        and records its settings as ``model.inflation``.
+        model's class as a base (its class is an :class:`InflatedModel`), its attribute names
+        (``model.fc``, ``get_classifier()``) and records its settings as ``model.inflation``.
+        It pickles (``torch.save``/``torch.load(weights_only=False)``) and deep-copies.
 
     Limits:
         Python control flow in traced (non-leaf) modules is frozen as in eval mode;
@@ -264,63 +298,17 @@ def inflate_model(
 
     resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides, attention=attention,
                           tubelet=tubelet)
-    channels, height, width = input_size or default_input_size(model)
-
-    dynamic = True
-    while True:
-        with dynamic_image_size(model, dynamic) as active:
-            tracer = InflateTracer(leaf_types=module_types() | set(leaf_modules))
-            try:
-                graph2d = trace(model, tracer)
-            except InflateError:
-                if not active:
-                    raise
-                dynamic = False  # this ViT's dynamic-size path is not traceable: use its fixed-size path
-                continue
-            rw, device = _rewrite(model, graph2d, resolved, strict, t, (channels, height, width), progress)
-        break
-    if not rw.batch.users:
-        rw.graph.erase_node(rw.batch)
-    rw.graph.lint()
-
-    sources = {path: repr(model.get_submodule(path)) for path in rw.replacements}
-    model3d = model if inplace else copy.deepcopy(model, {id(model.get_submodule(p)): None for p in rw.replacements})
-    for path, module in rw.replacements.items():
-        module.train(model.training)
-        _set_submodule(model3d, path, module.to(device))
-    out_of_place_after_folds(rw.graph, model3d)
-    code_holder = fx.GraphModule(model3d, rw.graph, class_name=f"Inflated{type(model).__name__}")
-    base = type(model)
-    inflated_cls = type(
-        f"Inflated{base.__name__}",
-        (base,),
-        {
-            "forward": type(code_holder).forward,
-            "forward_features": _not_traced,
-            "forward_head": _not_traced,
-            **({"reset_classifier": _reset_classifier} if hasattr(base, "reset_classifier") else {}),
-            "__module__": base.__module__,
-            "__doc__": f"{base.__name__} inflated to 3D by inflate.inflate_model; input (B, C, T, H, W).",
-        },
-    )
-    model3d.__class__ = inflated_cls
-    model3d._inflated_sources = sources
+    size = input_size or default_input_size(model)
+    with _traced(model, leaf_modules) as graph2d:
+        batch_size, device = _record_shapes(model, graph2d, size)
+        rw = _rewrite(model, graph2d, resolved, strict, t, batch_size, size[0], progress)
+    model3d = _assemble(model, rw, inplace, device)
+    _warn_unapplied_attention(model, graph2d, rw, resolved.attention)
     report = InflationReport(tuple(rw.records))
-    per_frame_attention = [r.path for r in report.layers if ("scaled_dot_product_attention" in r.op2d
-                                                                and r.how == "per-frame")
-                           or r.op3d == "SpaceTimeAttention(frames)"
-                           or (r.how == "frame-wise" and "attn" in r.path.lower())]
-    if per_frame_attention and resolved.attention != "frames":
-        import warnings
-
-        warnings.warn(
-            f"attention={resolved.attention!r} could not be applied to {len(per_frame_attention)} attention ops "
-            f"(first: '{per_frame_attention[0]}'), which attend within each frame", stacklevel=2)
     model3d.inflation = InflationSettings(
         source=_source_name(model), t=t, policy=resolved.name, init=resolved.init, pad_mode=resolved.pad_mode,
-        input_size=(channels, height, width), library_version=__version__, report=report,
-        overrides=overrides, source_kwargs=_source_kwargs(model, channels), attention=resolved.attention,
-        tubelet=resolved.tubelet,
+        input_size=tuple(size), library_version=__version__, report=report, overrides=overrides,
+        source_kwargs=_source_kwargs(model, size[0]), attention=resolved.attention, tubelet=resolved.tubelet,
     )
     return (model3d, report) if return_report else model3d
 
