@@ -98,7 +98,7 @@ def _time_one(kernel: int, stride: int, pads: Sequence[int] | str, in_op: int = 
 def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
     """Pad axis 2 of a (B, C, T, H, W) tensor by (front, back) frames (mode replicate, zeros or neg_inf)."""
     front, back = pads
-    if front == 0 and back == 0:
+    if not isinstance(front, torch.Tensor) and front == 0 and back == 0:
         return x
     if mode == "replicate":
         return F.pad(x, (0, 0, 0, 0, front, back), mode="replicate")
@@ -113,6 +113,11 @@ def _resolve_time_pads(x: torch.Tensor, pads: Sequence[int] | str, kernel: int, 
 
 def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     # TF "SAME": pad so that ceil(size / stride) outputs fit; the odd element at the back.
+    if isinstance(size, torch.Tensor):
+        # TorchScript tracing (ONNX export) hands sizes over as tensors: keep the arithmetic in the
+        # graph, or the pads of the example size would be frozen and other sizes silently padded wrong.
+        total = torch.clamp(((size + stride - 1) // stride - 1) * stride + (kernel - 1) * dilation + 1 - size, min=0)
+        return total // 2, total - total // 2
     total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
 
@@ -123,7 +128,7 @@ def pad_same_spatial(
     """TensorFlow "SAME" padding of the last two axes, computed from the input size."""
     top, bottom = _same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = _same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
-    if top or bottom or left or right:
+    if isinstance(top, torch.Tensor) or top or bottom or left or right:
         x = F.pad(x, (left, right, top, bottom), value=value)
     return x
 
