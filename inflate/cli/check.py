@@ -78,7 +78,8 @@ def check(
     lines += [str(boring), str(order),
               f"{model} t={time}: {'all checks passed' if passed else 'CHECKS FAILED'}"]
     payload = {
-        "model": model, "t": time, "policy": policy, "init": init, "pad_mode": model3d.inflation.pad_mode,
+        "model": model, "t": time, "size": list(sample[1:]), "policy": policy, "init": init,
+        "pad_mode": model3d.inflation.pad_mode,
         "passed": passed,
         "boring_video": {"max_abs_error": boring.max_abs_error, "max_rel_error": boring.max_rel_error,
                          "passed": boring.passed},

@@ -116,12 +116,12 @@ def convert(
         if given:
             raise InvalidInputError(f"{given[0]} does not apply to the ready 3D model {model} (it has its own "
                                     "policy); leave it out, or inflate a 2D model")
+        if size is not None and fmt != "onnx":
+            raise InvalidInputError(f"--size does not apply to the ready 3D model {model} written as {fmt} (it is "
+                                    "not traced; the size is the ONNX export's example input); leave it out")
         model3d = build_3d_preset(model, time, weights, num_classes, pad_mode)
         channels, *default = model3d.inflation.input_size
         if size is not None:
-            if fmt != "onnx":
-                raise InvalidInputError(f"--size does not apply to the ready 3D model {model} written as {fmt} (it "
-                                        "is not traced; the size is the ONNX export's example input); leave it out")
             check_frame_size(model, model3d, channels, size, tuple(default), t=time, given_channels=given_channels)
         check_memory(model, None, time, (channels, *(size or default)), "export")
         report = model3d.inflation.report
