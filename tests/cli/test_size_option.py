@@ -88,6 +88,7 @@ def test_convert_vit_to_onnx_says_why_its_size_is_fixed(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ONNX input clip[batch×3×time×160×160]; height and width fixed at 160×160:" in result.output
     assert "position embeddings" in result.output
+    assert "height and width fixed: onnxruntime cannot run it at" in invoke("inspect", tmp_path / "vit.onnx").output
 
 
 def test_check_runs_at_the_size(tmp_path: Path) -> None:
