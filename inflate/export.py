@@ -266,7 +266,8 @@ def export_onnx(
     ViT's position table resampled in Python, a model that takes one size only), the file
     keeps the example size and the report and the file's metadata say why. This check runs
     even without ``verify``. True insists (with ``verify``, a graph that does not follow the
-    size raises); False keeps the example size.
+    size raises); False keeps the example size. With the dynamo exporter, None keeps the
+    example size (its symbolic sizes make such exports take minutes); True asks for it.
 
     The file is only written if ``onnx.checker`` (full check) passes and, with ``verify``, if
     onnxruntime matches torch within 1e-4 relative; otherwise nothing is left behind.
@@ -292,6 +293,10 @@ def export_onnx(
     probe: Optional[torch.Tensor] = None
     probe_reference: Optional[np.ndarray] = None
     reason = "" if dynamic_size is not False else "fixed on request (dynamic_size=False)"
+    if dynamic_size is None and exporter == "dynamo":
+        # With symbolic height and width, torch.export took minutes where a fixed size takes seconds
+        # (test_efficientnet with TF-SAME padding: 25 s fixed, unfinished after 9 minutes dynamic, 2 busy cores).
+        reason = "the dynamo exporter keeps the example size unless asked (dynamic_size=True; can take minutes)"
     if dynamic_size is None or (dynamic_size and verify):
         probe, probe_reference, reason = _probe_clip(model3d, clip, seed)
         if dynamic_size and probe is None:
