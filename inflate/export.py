@@ -292,12 +292,14 @@ def export_onnx(
     axes = {0: "batch", 2: "time"} if dynamic_time else {0: "batch"}
     probe: Optional[torch.Tensor] = None
     probe_reference: Optional[np.ndarray] = None
-    reason = "" if dynamic_size is not False else "fixed on request (dynamic_size=False)"
-    if dynamic_size is None and exporter == "dynamo":
+    reason = ""
+    if dynamic_size is False:
+        reason = "fixed on request (dynamic_size=False)"
+    elif dynamic_size is None and exporter == "dynamo":
         # With symbolic height and width, torch.export took minutes where a fixed size takes seconds
         # (test_efficientnet with TF-SAME padding: 25 s fixed, unfinished after 9 minutes dynamic, 2 busy cores).
         reason = "the dynamo exporter keeps the example size unless asked (dynamic_size=True; can take minutes)"
-    if dynamic_size is None or (dynamic_size and verify):
+    if not reason and (dynamic_size is None or verify):
         probe, probe_reference, reason = _probe_clip(model3d, clip, seed)
         if dynamic_size and probe is None:
             raise InvalidInputError(f"cannot export dynamic height and width: {reason}")

@@ -170,3 +170,15 @@ def test_example_size_and_fixed_size_on_request(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model3d(clip).numpy()
     assert _relative(session.run(None, {"clip": clip.numpy()})[0], expected) <= 1e-4
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_keeps_the_example_size_unless_asked(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
+    _, model3d = _models("test_vit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = export_onnx(model3d, tmp_path / "fixed.onnx", exporter="dynamo")
+    assert report.passed and not report.dynamic_size and not report.size_checks
+    assert report.fixed_size_reason.startswith("the dynamo exporter keeps the example size unless asked")
+    assert inspect_file(tmp_path / "fixed.onnx")["export"]["fixed_size_reason"] == report.fixed_size_reason
