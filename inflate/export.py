@@ -190,7 +190,8 @@ def probe_sizes(height: int, width: int) -> list[tuple[int, int]]:
     return [size for size in (odd, even) if size != (height, width)]
 
 
-def _probe_clip(model3d: nn.Module, clip: torch.Tensor, seed: int) -> tuple[Optional[torch.Tensor], Optional[np.ndarray], str]:
+def _probe_clip(model3d: nn.Module, clip: torch.Tensor,
+                seed: int) -> tuple[Optional[torch.Tensor], Optional[np.ndarray], str]:
     """A clip of another frame size that the 3D model runs in torch, with its output; or None
     and why not."""
     generator = torch.Generator().manual_seed(seed + 1)
@@ -213,7 +214,7 @@ def _runtime_failure(error: BaseException) -> str:
 
 
 def _frozen_size_hint(model3d: nn.Module) -> str:
-    if any(name.endswith("pos_embed") or name.endswith("position_embeddings") for name, _ in model3d.named_parameters()):
+    if any(name.endswith(("pos_embed", "position_embeddings")) for name, _ in model3d.named_parameters()):
         return ("its position embeddings are resampled to the token grid in Python, which the exporter freezes at "
                 "the example size")
     return "a size computed in Python was frozen at the example size by the exporter"

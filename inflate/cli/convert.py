@@ -220,7 +220,8 @@ def _onnx_sample_size(proto: Any, source: Path, size: Optional[tuple[int, int]],
     channels, height, width = _onnx_input_size(proto)
     if given_channels is not None and size is not None and given_channels != channels:
         raise InvalidInputError(f"--input-size {given_channels} {size[0]} {size[1]}: {source} takes {channels}-channel "
-                                f"images; use --input-size {channels} {size[0]} {size[1]} (or --size {size[0]} {size[1]})")
+                                f"images; use --input-size {channels} {size[0]} {size[1]} (or --size {size[0]} "
+                                f"{size[1]})")
     if size is None:
         return channels, height, width
     initializers = {t.name for t in proto.graph.initializer}

@@ -122,7 +122,8 @@ def test_onnx_input_with_dynamic_size_is_checked_at_size(tmp_path: Path) -> None
 
 # (id, arguments with {in} and {out} placeholders, what the one line must name)
 CASES = [
-    ("size-zero", "convert CNN -t 2 --size 0 64 -o {out}/o.safetensors", "--size 0 64: height and width must be positive"),
+    ("size-zero", "convert CNN -t 2 --size 0 64 -o {out}/o.safetensors",
+     "--size 0 64: height and width must be positive"),
     ("size-negative", "check CNN -t 2 --size 64 -8", "--size 64 -8: height and width must be positive"),
     ("size-not-an-integer", "convert CNN -t 2 --size 64 1.5 -o {out}/o.safetensors", "'--size'"),
     ("size-one-value", "check CNN -t 2 --size 64", "'--size' requires 2 arguments"),
