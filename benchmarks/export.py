@@ -3,7 +3,9 @@ onnxruntime vs torch CPU latency of the exported model.
 
     python benchmarks/export.py [--model resnet50] [--time 8] [--repeats 5]
 
-All figures are medians of --repeats runs in this process (one warm-up run first).
+All figures are medians of --repeats runs in this process (one warm-up run first). The ONNX
+export time is the export alone with the axes the verified export chose (dynamic height and
+width where the model follows the size; benchmarks/onnx_sizes.py prints those figures).
 """
 
 from __future__ import annotations
@@ -48,14 +50,16 @@ def main() -> None:
     st_path, onnx_path = folder / "model.safetensors", folder / "model.onnx"
 
     st_times = timed(lambda: save_safetensors(model3d, st_path, force=True), args.repeats)
-    onnx_times = timed(lambda: export_onnx(model3d, onnx_path, force=True, verify=False), max(1, args.repeats // 2))
-    report = export_onnx(model3d, onnx_path, force=True, verify=True)
+    report = export_onnx(model3d, onnx_path, force=True, verify=True)  # also decides whether H and W are dynamic
+    onnx_times = timed(lambda: export_onnx(model3d, onnx_path, force=True, verify=False,
+                                           dynamic_size=report.dynamic_size), max(1, args.repeats // 2))
     mib = 1 << 20
     print(f"{args.model} t={args.time}")
     print(f"  safetensors: export median {statistics.median(st_times):.3f} s, {st_path.stat().st_size / mib:.1f} MiB")
     print(f"  onnx (opset {report.opset}): export median {statistics.median(onnx_times):.3f} s "
           f"(checker full check included, verification not), {onnx_path.stat().st_size / mib:.1f} MiB; "
-          f"onnxruntime vs torch max |Δ| {report.max_abs_diff:.2g} ({report.max_rel_diff:.2g} relative)")
+          f"onnxruntime vs torch max |Δ| {report.max_abs_diff:.2g} ({report.max_rel_diff:.2g} relative); "
+          f"input clip[{report.axes}]")
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

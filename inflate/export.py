@@ -121,7 +121,13 @@ def save_pt(model3d: nn.Module, path: str | os.PathLike[str], *, force: bool = F
 
 @dataclass(frozen=True)
 class OnnxReport:
-    """onnxruntime against torch on one random clip."""
+    """onnxruntime against torch on one random clip (and, with dynamic height and width, on a
+    clip of another frame size).
+
+    ``dynamic_size`` says whether height and width are dynamic axes of the file; when they are
+    not, ``fixed_size_reason`` says why (the same text is in the file's metadata).
+    ``size_checks`` holds (clip shape, max |Δ| / max |torch|) for every clip checked.
+    """
 
     path: str
     opset: int
@@ -129,6 +135,9 @@ class OnnxReport:
     max_abs_diff: float
     max_abs_torch: float
     tolerance: float = ONNX_TOLERANCE
+    dynamic_size: bool = False
+    fixed_size_reason: str = ""
+    size_checks: tuple[tuple[tuple[int, ...], float], ...] = ()
 
     @property
     def max_rel_diff(self) -> float:
@@ -136,21 +145,107 @@ class OnnxReport:
 
     @property
     def passed(self) -> bool:
-        return self.max_rel_diff <= self.tolerance
+        return self.max_rel_diff <= self.tolerance and all(error <= self.tolerance for _, error in self.size_checks)
+
+    @property
+    def axes(self) -> str:
+        """The clip input's axes as the file declares them, e.g. ``batch×3×time×height×width``."""
+        height, width = ("height", "width") if self.dynamic_size else self.clip_shape[3:]
+        return "×".join(str(a) for a in ("batch", self.clip_shape[1], "time", height, width))
 
 
-def _onnx_verify(model3d: nn.Module, onnx_path: Path, clip: torch.Tensor) -> tuple[float, float]:
+def _onnx_session(onnx_path: Path, quiet: bool = False) -> Any:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if quiet:  # a failure is expected and reported by the caller: not onnxruntime's own log on stderr
+        options.log_severity_level = 4
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def _torch_output(model3d: nn.Module, clip: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         expected = model3d(clip)
     expected = expected[0] if isinstance(expected, (tuple, list)) else expected
+    return expected.float().numpy()
+
+
+def _onnx_compare(session: Any, clip: torch.Tensor, reference: np.ndarray) -> tuple[float, float]:
+    """(max |onnxruntime − torch|, max |torch|) on ``clip``."""
     got = session.run(None, {session.get_inputs()[0].name: clip.numpy()})[0]
-    reference = expected.float().numpy()
     if got.shape != reference.shape:
         raise InflateError(f"onnxruntime output shape {got.shape} differs from torch's {reference.shape}")
     return float(np.abs(got - reference).max()), float(np.abs(reference).max())
+
+
+def _onnx_verify(model3d: nn.Module, onnx_path: Path, clip: torch.Tensor) -> tuple[float, float]:
+    return _onnx_compare(_onnx_session(onnx_path), clip, _torch_output(model3d, clip))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return " ".join(text.splitlines()[0].split())[:200] if text else type(error).__name__
+
+
+def probe_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """Frame sizes other than (height, width) that show whether an exported graph follows the
+    input size: about half the size, odd and not square first (a pad, a reshape or a position
+    table frozen at the example size shows there), then a square multiple of 32 (for models
+    that only take those)."""
+    odd = ((height // 2) | 1, (width * 5 // 8) | 1)
+    even = (max(32, height // 2 // 32 * 32),) * 2
+    return [size for size in (odd, even) if size != (height, width)]
+
+
+def _probe_clip(model3d: nn.Module, clip: torch.Tensor,
+                seed: int) -> tuple[Optional[torch.Tensor], Optional[np.ndarray], str]:
+    """A clip of another frame size that the 3D model runs in torch, with its output; or None
+    and why not."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    failures = []
+    for height, width in probe_sizes(*clip.shape[3:]):
+        other = torch.randn(*clip.shape[:3], height, width, generator=generator)
+        try:
+            return other, _torch_output(model3d, other), ""
+        except Exception as error:  # the model refuses this size: try the next, or keep the size fixed
+            failures.append(f"{height}×{width}: {_first_line(error)}")
+    return None, None, "the 3D model does not run in torch at other frame sizes (" + "; ".join(failures) + ")"
+
+
+def _runtime_failure(error: BaseException) -> str:
+    """onnxruntime's error, shortened to the node that failed."""
+    import re
+
+    match = re.search(r"running (\w+) node\. Name:'([^']*)'", str(error))
+    return f"its {match[1]} node '{match[2]}' fails" if match else _first_line(error)
+
+
+def _frozen_size_hint(model3d: nn.Module) -> str:
+    if any(name.endswith(("pos_embed", "position_embeddings")) for name, _ in model3d.named_parameters()):
+        return ("its position embeddings are resampled to the token grid in Python, which the exporter freezes at "
+                "the example size")
+    return "a size computed in Python was frozen at the example size by the exporter"
+
+
+def _export_once(model3d: nn.Module, clip: torch.Tensor, path: Path, exporter: str, opset: Optional[int],
+                 axes: dict[int, str]) -> None:
+    import warnings
+
+    with warnings.catch_warnings(), _quiet_stdout(), _export_errors(exporter):
+        warnings.simplefilter("ignore")
+        if exporter == "torchscript":
+            torch.onnx.export(
+                model3d, (clip,), str(path), dynamo=False, input_names=["clip"], output_names=["output"],
+                dynamic_axes={"clip": axes, "output": {0: "batch"}},
+                **({"opset_version": opset} if opset else {}),
+            )
+        else:
+            dims = {i: torch.export.Dim(name, min=1, max=1 << 14) for i, name in axes.items()}
+            torch.onnx.export(
+                model3d, (clip,), str(path), dynamo=True, input_names=["clip"], output_names=["output"],
+                dynamic_shapes={next(iter(_forward_arg_names(model3d))): dims},
+                **({"opset_version": opset} if opset else {}),
+            )
 
 
 def export_onnx(
@@ -160,16 +255,32 @@ def export_onnx(
     opset: Optional[int] = None,
     exporter: str = "torchscript",
     dynamic_time: bool = True,
+    dynamic_size: Optional[bool] = None,
+    size: Optional[tuple[int, int]] = None,
     verify: bool = True,
     force: bool = False,
     seed: int = 0,
 ) -> OnnxReport:
-    """Export to ONNX with a dynamic batch axis (and time axis), check it, verify in onnxruntime.
+    """Export to ONNX with dynamic batch, time, height and width axes, check it, verify in onnxruntime.
 
-    ``exporter`` is "torchscript" (default: fast, handles every model of the test zoo) or
-    "dynamo" (torch.export based). ``opset`` None lets the exporter choose. The file is
-    only written if ``onnx.checker`` (full check) passes and, with ``verify``, if
+    The example clip is (1, C, t, H, W): t and (C, H, W) from the model's settings (the size it
+    was inflated at), or ``size`` = (H, W). ``exporter`` is "torchscript" (default: fast,
+    handles every model of the test zoo) or "dynamo" (torch.export based). ``opset`` None
+    lets the exporter choose.
+
+    ``dynamic_size``: None (default) makes height and width dynamic where the exported graph
+    follows the frame size: onnxruntime must match torch on a clip of another size too (CNNs
+    with global pooling do; TF-SAME padding is computed in the graph). Where it does not (a
+    ViT's position table resampled in Python, a model that takes one size only), the file
+    keeps the example size and the report and the file's metadata say why. This check runs
+    even without ``verify``. True insists (with ``verify``, a graph that does not follow the
+    size raises); False keeps the example size. With the dynamo exporter, None keeps the
+    example size (its symbolic sizes make such exports take minutes); True asks for it.
+
+    The file is only written if ``onnx.checker`` (full check) passes and, with ``verify``, if
     onnxruntime matches torch within 1e-4 relative; otherwise nothing is left behind.
+    Metadata: the ``inflate`` entry (what rebuilds the model) and ``inflate_onnx`` (the
+    dynamic axes, the example size, and why the size is fixed where it is).
     """
     import onnx
 
@@ -177,45 +288,80 @@ def export_onnx(
     if exporter not in ("torchscript", "dynamo"):
         raise InvalidInputError(f"unknown exporter {exporter!r}: use torchscript or dynamo")
     validate_opset(opset, exporter)
+    if size is not None and (len(size) != 2 or not all(core_metadata.int_like(v) and v > 0 for v in size)):
+        raise InvalidInputError(f"size must be two positive integers (H, W), got {size!r}")
     model3d = model3d.eval()
     device_model = next(model3d.parameters()).device
     if device_model.type != "cpu":
         raise InvalidInputError("export the model from the CPU: call model.cpu() first")
     generator = torch.Generator().manual_seed(seed)
-    clip = torch.randn(1, *settings.input_size[:1], settings.t, *settings.input_size[1:], generator=generator)
+    height, width = size or tuple(settings.input_size[1:])
+    clip = torch.randn(1, settings.input_size[0], settings.t, height, width, generator=generator)
     axes = {0: "batch", 2: "time"} if dynamic_time else {0: "batch"}
+    probe: Optional[torch.Tensor] = None
+    probe_reference: Optional[np.ndarray] = None
+    reason = ""
+    if dynamic_size is False:
+        reason = "fixed on request (dynamic_size=False)"
+    elif dynamic_size is None and exporter == "dynamo":
+        # With symbolic height and width, torch.export took minutes where a fixed size takes seconds
+        # (test_efficientnet with TF-SAME padding: 25 s fixed, unfinished after 9 minutes dynamic, 2 busy cores).
+        reason = "the dynamo exporter keeps the example size unless asked (dynamic_size=True; can take minutes)"
+    if not reason and (dynamic_size is None or verify):
+        probe, probe_reference, reason = _probe_clip(model3d, clip, seed)
+        if dynamic_size and probe is None:
+            raise InvalidInputError(f"cannot export dynamic height and width: {reason}")
     with atomic_output(path, force) as temporary:
-        import warnings
-
-        with warnings.catch_warnings(), _quiet_stdout(), _export_errors(exporter):
-            warnings.simplefilter("ignore")
-            if exporter == "torchscript":
-                torch.onnx.export(
-                    model3d, (clip,), str(temporary), dynamo=False, input_names=["clip"], output_names=["output"],
-                    dynamic_axes={"clip": axes, "output": {0: "batch"}},
-                    **({"opset_version": opset} if opset else {}),
-                )
-            else:
-                dims = {i: torch.export.Dim(name, min=1, max=1 << 14) for i, name in axes.items()}
-                torch.onnx.export(
-                    model3d, (clip,), str(temporary), dynamo=True, input_names=["clip"], output_names=["output"],
-                    dynamic_shapes={next(iter(_forward_arg_names(model3d))): dims},
-                    **({"opset_version": opset} if opset else {}),
-                )
+        temporary = Path(temporary)
+        size_checks: list[tuple[tuple[int, ...], float]] = []
+        dynamic = not reason
+        if dynamic:
+            _export_once(model3d, clip, temporary, exporter, opset, {**axes, 3: "height", 4: "width"})
+            if probe is not None:
+                try:
+                    diff, scale = _onnx_compare(_onnx_session(temporary, quiet=True), probe, probe_reference)
+                    error = diff / scale if scale else diff
+                    if error > ONNX_TOLERANCE:
+                        reason = (f"onnxruntime differs from torch by {error:.3g} relative at "
+                                  f"{probe.shape[3]}×{probe.shape[4]}: {_frozen_size_hint(model3d)}")
+                    else:
+                        size_checks.append((tuple(probe.shape), error))
+                except Exception as failure:  # onnxruntime refuses the other size: a shape was frozen
+                    reason = (f"onnxruntime cannot run it at {probe.shape[3]}×{probe.shape[4]} "
+                              f"({_runtime_failure(failure)}): {_frozen_size_hint(model3d)}")
+                if reason and dynamic_size:
+                    raise InflateError(f"the exported graph does not follow the frame size: {reason}; nothing was "
+                                       "written. Export without dynamic_size=True to keep the example size")
+            dynamic = not reason
+        if not dynamic:
+            _export_once(model3d, clip, temporary, exporter, opset, axes)
         proto = onnx.load(str(temporary))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, model_metadata(model3d)
+        for key, value in ((METADATA_KEY, model_metadata(model3d)),
+                           (ONNX_METADATA_KEY, json.dumps(_onnx_metadata(axes, dynamic, (height, width), reason)))):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save(proto, str(temporary))
         onnx.checker.check_model(str(temporary), full_check=True)
         used_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        diff, scale = _onnx_verify(model3d, Path(temporary), clip) if verify else (float("nan"), float("nan"))
-        report = OnnxReport(str(path), used_opset, tuple(clip.shape), diff, scale)
+        diff, scale = _onnx_verify(model3d, temporary, clip) if verify else (float("nan"), float("nan"))
+        report = OnnxReport(str(path), used_opset, tuple(clip.shape), diff, scale, dynamic_size=dynamic,
+                            fixed_size_reason=reason, size_checks=tuple(size_checks))
         if verify and not report.passed:
             raise InflateError(
                 f"onnxruntime differs from torch by {report.max_rel_diff:.3g} relative (tolerance "
                 f"{ONNX_TOLERANCE:g}); nothing was written. Try --exporter dynamo or another --opset"
             )
     return report
+
+
+ONNX_METADATA_KEY = "inflate_onnx"
+
+
+def _onnx_metadata(axes: dict[int, str], dynamic: bool, size: tuple[int, int], reason: str) -> dict[str, Any]:
+    """How the file was exported: which clip axes are dynamic, and why the frame size is fixed."""
+    names = {**axes, **({3: "height", 4: "width"} if dynamic else {})}
+    return {"dynamic_axes": {str(axis): name for axis, name in sorted(names.items())},
+            "example_size": list(size), "fixed_size_reason": reason or None}
 
 
 def opset_range(exporter: str = "torchscript") -> tuple[int, int]:
@@ -386,6 +532,9 @@ def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             outputs=[_onnx_value(v) for v in proto.graph.output],
         )
         info["metadata"] = _decode_metadata(raw, path) if raw else None
+        export = next((p.value for p in proto.metadata_props if p.key == ONNX_METADATA_KEY), None)
+        if export is not None:
+            info["export"] = _decode_onnx_metadata(export, path)
         return info
     meta, state = _read_metadata(path)
     info.update(format=suffix.lstrip("."), tensors=len(state),
@@ -393,6 +542,19 @@ def inspect_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 parameters=sum(t.numel() for k, t in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))),
                 metadata=meta)
     return info
+
+
+def _decode_onnx_metadata(raw: str, path: Path) -> dict[str, Any]:
+    """The ``inflate_onnx`` entry, shown as data only: its known keys, with plain values."""
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise InvalidInputError(f"{path}: its '{ONNX_METADATA_KEY}' metadata is not valid JSON; the file was "
+                                "altered or not written by inflate") from None
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"{path}: its '{ONNX_METADATA_KEY}' metadata is not a JSON object")
+    known = {"dynamic_axes": dict, "example_size": list, "fixed_size_reason": (str, type(None))}
+    return {key: value for key, value in meta.items() if key in known and isinstance(value, known[key])}
 
 
 def _onnx_itemsize(data_type: int) -> int:

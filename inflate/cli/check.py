@@ -6,11 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (build_2d, check_memory, check_options_apply, check_tubelet, emit, inflate_with_progress,
-                     parse_overrides, validate_num_classes, validate_policy, validate_time)
+from .common import (build_2d, check_frame_size, check_memory, check_options_apply, check_tubelet, emit, frame_size,
+                     inflate_with_progress, parse_overrides, validate_num_classes, validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
-                      AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
+                      AttentionOpt, FrameSizeOpt, InputSizeOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
 
 TableOpt = Annotated[bool, typer.Option("--table/--no-table", help="Print the per-layer table.")]
 RandomizeOpt = Annotated[Optional[bool], typer.Option(
@@ -34,6 +34,8 @@ def check(
     num_classes: NumClassesOpt = None,
     randomize: RandomizeOpt = None,
     table: TableOpt = True,
+    size: FrameSizeOpt = None,
+    input_size: InputSizeOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -47,15 +49,20 @@ def check(
     validate_num_classes(num_classes)
     resolved = validate_policy(policy, init, pad_mode, attention, tubelet)
     overrides = parse_overrides(override)
+    given_channels, size = frame_size(size, input_size)
     model2d = build_2d(model, pretrained, weights, num_classes)
     check_tubelet(model, model2d, time, resolved.name, tubelet)
-    check_memory(model, model2d, time, tuple(default_input_size(model2d)), "check")
+    channels, *default = default_input_size(model2d)
+    if size is not None:
+        check_frame_size(model, model2d, channels, size, tuple(default), given_channels=given_channels)
+    sample = (channels, *(size or default))
+    check_memory(model, model2d, time, sample, "check")
     randomize = randomize if randomize is not None else not (pretrained or weights)
     if randomize:
         randomize_weights(model2d)
     model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=resolved.name, init=init,
                                             pad_mode=pad_mode, overrides=overrides,
-                                            attention=attention, tubelet=tubelet)
+                                            attention=attention, tubelet=tubelet, input_size=sample)
     check_options_apply(model, report, time, attention, overrides)
     boring = check_boring_video(model2d, model3d, t=time)
     # New temporal parameters start at zero (the model starts as the image model); give them values,
@@ -71,7 +78,8 @@ def check(
     lines += [str(boring), str(order),
               f"{model} t={time}: {'all checks passed' if passed else 'CHECKS FAILED'}"]
     payload = {
-        "model": model, "t": time, "policy": model3d.inflation.policy, "init": model3d.inflation.init,
+        "model": model, "t": time, "size": list(sample[1:]), "policy": model3d.inflation.policy,
+        "init": model3d.inflation.init,
         "pad_mode": model3d.inflation.pad_mode,
         "passed": passed,
         "boring_video": {"max_abs_error": boring.max_abs_error, "max_rel_error": boring.max_rel_error,

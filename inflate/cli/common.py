@@ -261,3 +261,52 @@ def human_bytes(size: float) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def frame_size(size: Optional[tuple[int, int]],
+               input_size: Optional[tuple[int, int, int]]) -> tuple[Optional[int], Optional[tuple[int, int]]]:
+    """--size H W or timm's --input-size C H W → (C or None, (H, W)), or (None, None) when
+    neither is given. Refuses both at once and values below 1, before any slow step; the
+    channels and whether the model runs at that size are checked by :func:`check_frame_size`."""
+    if size is not None and input_size is not None:
+        raise InvalidInputError("give --size H W or --input-size C H W, not both")
+    if input_size is not None:
+        if not all(v >= 1 for v in input_size):
+            raise InvalidInputError(f"--input-size {' '.join(map(str, input_size))}: channels, height and width must "
+                                    "be positive integers (e.g. --input-size 3 112 112)")
+        return input_size[0], (input_size[1], input_size[2])
+    if size is not None and not all(v >= 1 for v in size):
+        raise InvalidInputError(f"--size {' '.join(map(str, size))}: height and width must be positive integers "
+                                "(e.g. --size 112 112)")
+    return None, size
+
+
+def check_frame_size(model_name: str, model: nn.Module, channels: int, size: tuple[int, int],
+                     default: tuple[int, int], t: Optional[int] = None, given_channels: Optional[int] = None) -> None:
+    """Refuse a frame size the model does not run at (too small for its kernels and pools, or
+    not the one size a transformer's patch grid takes), by running it once on zeros: a 2D
+    model on one image, or a ready 3D model (``t`` given) on a t-frame clip. ``given_channels``
+    (--input-size's C) must be the model's ``channels``."""
+    import torch
+
+    if given_channels is not None and given_channels != channels:
+        raise InvalidInputError(f"--input-size {given_channels} {size[0]} {size[1]}: {model_name} takes {channels}-"
+                                f"channel input; use --input-size {channels} {size[0]} {size[1]} (or --size {size[0]} "
+                                f"{size[1]})")
+
+    shape = (1, channels, t, *size) if t is not None else (1, channels, *size)
+    what = "clips" if t is not None else "images"
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model(torch.zeros(shape))
+    except Exception as error:  # the model's own refusal, shortened to its first line
+        text = str(error).strip()
+        cause = " ".join(text.splitlines()[0].split())[:200] if text else type(error).__name__
+        raise InvalidInputError(f"--size {size[0]} {size[1]}: {model_name} does not run on {size[0]}×{size[1]} "
+                                f"{what} ({cause}); use a size it takes (its own: --size {default[0]} {default[1]})"
+                                ) from None
+    finally:
+        model.train(was_training)

@@ -9,12 +9,12 @@ import typer
 
 from ..core.errors import InvalidInputError
 from ..core.files import check_output_path
-from .common import (build_2d, build_3d_preset, check_memory, check_options_apply, check_tubelet, count_parameters, emit,
-                     human_bytes, inflate_with_progress, is_3d_preset, parse_overrides, refuse_options,
-                     validate_num_classes, validate_policy, validate_time)
+from .common import (build_2d, build_3d_preset, check_frame_size, check_memory, check_options_apply, check_tubelet,
+                     count_parameters, emit, frame_size, human_bytes, inflate_with_progress, is_3d_preset,
+                     parse_overrides, refuse_options, validate_num_classes, validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
-                      AttentionOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
+                      AttentionOpt, FrameSizeOpt, InputSizeOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
 
 FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="safetensors, onnx or pt (default: from -o's suffix, else safetensors).")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: MODEL_t{T}.{format}).")]
@@ -75,6 +75,8 @@ def convert(
     opset: OpsetOpt = None,
     exporter: ExporterOpt = None,
     verify: VerifyOpt = True,
+    size: FrameSizeOpt = None,
+    input_size: InputSizeOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -85,6 +87,7 @@ def convert(
     validate_num_classes(num_classes)
     resolved = validate_policy(policy, init, pad_mode, attention, tubelet)
     overrides = parse_overrides(override)
+    given_channels, size = frame_size(size, input_size)
     if exporter not in (None, "torchscript", "dynamo"):
         raise InvalidInputError(f"--exporter {exporter!r}: use torchscript or dynamo")
     if model.lower().endswith(".onnx"):
@@ -94,7 +97,8 @@ def convert(
                        f"an ONNX input ({model})", "its weights and opset come from the graph; leave it out")
         if fmt not in (None, "onnx"):
             raise InvalidInputError(f"--format {fmt}: an ONNX input ({model}) is written as ONNX; use --format onnx")
-        _convert_onnx(Path(model), time, resolved, pad_mode, overrides, output, force, verify, quiet, as_json)
+        _convert_onnx(Path(model), time, resolved, pad_mode, overrides, output, force, verify, quiet, as_json, size,
+                      given_channels)
         return
     fmt = _format(fmt, output)
     if fmt != "onnx":
@@ -109,22 +113,32 @@ def convert(
         refuse_options([("--policy", policy), ("--init", init), ("--override", override), ("--attention", attention),
                         ("--tubelet", tubelet), ("--pretrained", pretrained)],
                        f"the ready 3D model {model}", "it has its own policy: leave it out, or inflate a 2D model")
+        if size is not None and fmt != "onnx":
+            raise InvalidInputError(f"--size does not apply to the ready 3D model {model} written as {fmt} (it is "
+                                    "not traced; the size is the ONNX export's example input); leave it out")
         model3d = build_3d_preset(model, time, weights, num_classes, pad_mode)
-        check_memory(model, None, time, tuple(model3d.inflation.input_size), "export")
+        channels, *default = model3d.inflation.input_size
+        if size is not None:
+            check_frame_size(model, model3d, channels, size, tuple(default), t=time, given_channels=given_channels)
+        check_memory(model, None, time, (channels, *(size or default)), "export")
         report = model3d.inflation.report
     else:
         model2d = build_2d(model, pretrained, weights, num_classes)
         check_tubelet(model, model2d, time, resolved.name, tubelet)
-        check_memory(model, model2d, time, _input_size(model2d), "export")
+        channels, *default = _input_size(model2d)
+        if size is not None:
+            check_frame_size(model, model2d, channels, size, tuple(default), given_channels=given_channels)
+        sample = (channels, *(size or default))
+        check_memory(model, model2d, time, sample, "export")
         model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=resolved.name, init=init,
                                                 pad_mode=pad_mode, overrides=overrides,
-                                                attention=attention, tubelet=tubelet)
+                                                attention=attention, tubelet=tubelet, input_size=sample)
         check_options_apply(model, report, time, attention, overrides)
-    _write(model, model3d, report, fmt, output, force, opset, exporter or "torchscript", verify, quiet, as_json)
+    _write(model, model3d, report, fmt, output, force, opset, exporter or "torchscript", verify, quiet, as_json, size)
 
 
 def _write(model: str, model3d: Any, report: Any, fmt: str, output: Path, force: bool, opset: Optional[int],
-           exporter: str, verify: bool, quiet: bool, as_json: bool) -> None:
+           exporter: str, verify: bool, quiet: bool, as_json: bool, size: Optional[tuple[int, int]] = None) -> None:
     """Write ``model3d`` as ``fmt``, print what was done; exit 1 if the ONNX file does not match torch."""
     from ..export import ONNX_TOLERANCE, export_onnx, save_pt, save_safetensors
 
@@ -136,11 +150,19 @@ def _write(model: str, model3d: Any, report: Any, fmt: str, output: Path, force:
     check_text = ""
     if fmt == "onnx":
         with _status("exporting to ONNX and verifying in onnxruntime", quiet or as_json):
-            onnx_report = export_onnx(model3d, output, opset=opset, exporter=exporter, verify=verify, force=force)
+            onnx_report = export_onnx(model3d, output, opset=opset, exporter=exporter, verify=verify, force=force,
+                                      size=size)
         payload.update(opset=onnx_report.opset, onnx_max_abs_diff=onnx_report.max_abs_diff,
-                       onnx_max_rel_diff=onnx_report.max_rel_diff)
+                       onnx_max_rel_diff=onnx_report.max_rel_diff, onnx_input=onnx_report.axes,
+                       onnx_dynamic_size=onnx_report.dynamic_size,
+                       onnx_fixed_size_reason=onnx_report.fixed_size_reason or None)
+        checked = "; ".join(f"{max(e, 0):.2g} at {s[3]}×{s[4]}" for s, e in onnx_report.size_checks)
         check_text = (f", onnxruntime vs torch max |Δ| {onnx_report.max_abs_diff:.2g} "
-                      f"({onnx_report.max_rel_diff:.2g} relative)" if verify else ", not verified")
+                      f"({onnx_report.max_rel_diff:.2g} relative{'; ' + checked if checked else ''})"
+                      if verify else ", not verified")
+        lines.append(f"ONNX input clip[{onnx_report.axes}]" + (
+            f"; height and width fixed at {onnx_report.clip_shape[3]}×{onnx_report.clip_shape[4]}: "
+            f"{onnx_report.fixed_size_reason}" if not onnx_report.dynamic_size else ""))
     elif fmt == "pt":
         with _status(f"writing {output}", quiet or as_json):
             save_pt(model3d, output, force=force)
@@ -196,11 +218,34 @@ def _onnx_input_size(proto: Any) -> tuple[int, int, int]:
     return 3, 224, 224
 
 
+def _onnx_sample_size(proto: Any, source: Path, size: Optional[tuple[int, int]],
+                      given_channels: Optional[int]) -> tuple[int, int, int]:
+    """(C, H, W) of the check's image: --size where the graph's height and width are dynamic;
+    a --size the graph cannot take (it fixes another size) is refused."""
+    channels, height, width = _onnx_input_size(proto)
+    if given_channels is not None and size is not None and given_channels != channels:
+        raise InvalidInputError(f"--input-size {given_channels} {size[0]} {size[1]}: {source} takes {channels}-channel "
+                                f"images; use --input-size {channels} {size[0]} {size[1]} (or --size {size[0]} "
+                                f"{size[1]})")
+    if size is None:
+        return channels, height, width
+    initializers = {t.name for t in proto.graph.initializer}
+    image = next(v for v in proto.graph.input if v.name not in initializers)
+    dims = [d.dim_value for d in image.type.tensor_type.shape.dim]
+    fixed = [d for d in dims[2:] if d > 0]
+    if len(dims) == 4 and fixed and (dims[2], dims[3]) != size:
+        raise InvalidInputError(f"--size {size[0]} {size[1]}: {source} was exported for {dims[2]}×{dims[3]} images "
+                                f"only; use --size {dims[2]} {dims[3]}, or export the 2D model with dynamic height and "
+                                "width")
+    return channels, size[0], size[1]
+
+
 def _convert_onnx(source: Path, time: int, policy: Any, pad_mode: Optional[str],
                   overrides: Optional[dict[str, dict[str, int]]], output: Optional[Path], force: bool, verify: bool,
-                  quiet: bool, as_json: bool) -> None:
+                  quiet: bool, as_json: bool, size: Optional[tuple[int, int]] = None,
+                  given_channels: Optional[int] = None) -> None:
     """ONNX in, ONNX out; verified (unless ``verify`` is false) in onnxruntime on a boring clip
-    against the 2D graph. ``policy`` is the resolved policy, init included."""
+    against the 2D graph, at ``size`` where given. ``policy`` is the resolved policy, init included."""
     import onnx
 
     from ..adapters.onnx import inflate_onnx
@@ -213,11 +258,12 @@ def _convert_onnx(source: Path, time: int, policy: Any, pad_mode: Optional[str],
         raise InvalidInputError(f"-o {output}: an ONNX input is written as ONNX; give the output an .onnx suffix")
     check_output_path(output, force)
     proto = _read_onnx(source)
-    check_memory(str(source), None, time, _onnx_input_size(proto), "convert and check")
+    sample = _onnx_sample_size(proto, source, size, given_channels)
+    check_memory(str(source), None, time, sample, "convert and check")
     model3d = inflate_onnx(source, t=time, policy=policy, pad_mode=pad_mode, overrides=overrides)
     with atomic_output(output, force) as temporary:
         onnx.save(model3d, str(temporary))
-        error = boring_video_onnx(source, temporary, time) if verify else None
+        error = boring_video_onnx(source, temporary, time, size=sample[1:]) if verify else None
     size = output.stat().st_size
     passed = error is None or error <= BORING_TOLERANCE
     check = ("not verified" if error is None else

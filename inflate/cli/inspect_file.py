@@ -38,4 +38,6 @@ def inspect(
                  + (f", {info['parameters']:,} parameters" if "parameters" in info else ""))
     if info["format"] == "onnx":
         lines.append(f"  opset {info['opset']}; inputs {', '.join(info['inputs'])}; outputs {', '.join(info['outputs'])}")
+        if (info.get("export") or {}).get("fixed_size_reason"):
+            lines.append(f"  height and width fixed: {info['export']['fixed_size_reason']}")
     emit(info, as_json, lines)

@@ -23,3 +23,10 @@ OverrideOpt = Annotated[Optional[List[str]], typer.Option(
                        "path matches the glob PATTERN; repeatable, first match wins. Example: --override 'layer1.*=1'")]
 AttentionOpt = Annotated[Optional[str], typer.Option("--attention", help="Transformers: joint (default), divided or frames.")]
 TubeletOpt = Annotated[Optional[int], typer.Option("--tubelet", help="Transformers: frames per tubelet of the patch embedding (default 2).")]
+FrameSizeOpt = Annotated[Optional[tuple[int, int]], typer.Option(
+    "--size", metavar="H W", show_default=False,
+    help="Frame height and width of the sample clip that traces the model, checks it and is the ONNX export's "
+         "example input (default: the model's own size, from timm's pretrained_cfg).")]
+InputSizeOpt = Annotated[Optional[tuple[int, int, int]], typer.Option(
+    "--input-size", metavar="C H W", show_default=False,
+    help="timm-style --size with the channels first; C must be the model's input channels.")]

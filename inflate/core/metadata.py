@@ -77,6 +77,11 @@ def read_metadata(raw: object, where: object) -> dict[str, Any]:
     return validate_metadata(meta, where)
 
 
+def int_like(value: object) -> bool:
+    """An int that is not a bool (JSON's true/false are not sizes)."""
+    return _int_like(value)
+
+
 def _int_like(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -1,6 +1,7 @@
-"""The ONNX adapter on graphs as ``torch.onnx.export`` writes them with its defaults (the
-TorchScript exporter, fixed batch and size, BN folded into convs, identical initializers
-deduplicated behind Identity nodes): resnet34, tf_efficientnet_lite0 (TF-SAME padding
+"""The ONNX adapter on graphs as ``torch.onnx.export`` writes them with its default settings,
+on the TorchScript exporter (``dynamo=False``: fixed batch and size, BN folded into convs,
+identical initializers deduplicated behind Identity nodes) and, where onnxscript is installed,
+with every default (the dynamo exporter since torch 2.9; marked slow): resnet34, tf_efficientnet_lite0 (TF-SAME padding
 computed at run time by Shape/Gather/arithmetic subgraphs) and vit_tiny_patch16_224
 (MatMul/Softmax/Transpose/Reshape/LayerNormalization, class token, position embedding).
 
@@ -10,6 +11,8 @@ must run at 112² and 224² (the 112² result checked against the 2D timm model 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -173,18 +176,23 @@ def test_dynamic_size_export_follows_the_2d_graph_at_other_sizes(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_dynamo_exporter_graph(tmp_path: Path) -> None:
-    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript")
-    model = _model("resnet34")
-    with warnings.catch_warnings():
+@pytest.mark.parametrize("name", MODELS)
+def test_graph_exported_with_every_default(tmp_path: Path, name: str) -> None:
+    """``torch.onnx.export(model, args, path)`` and nothing else: since torch 2.9 that is the
+    dynamo (torch.export-based) exporter, which needs onnxscript; its graphs differ from the
+    TorchScript exporter's (decomposed ops, other names, constants folded by its optimiser)."""
+    pytest.importorskip("onnxscript", reason="the default (dynamo) exporter needs onnxscript")
+    model = _model(name)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.randn(1, 3, SIZE, SIZE),), str(tmp_path / "2d.onnx"), dynamo=True)
+        torch.onnx.export(model, (torch.randn(1, 3, SIZE, SIZE),), str(tmp_path / "2d.onnx"))
     graph3d = inflate_onnx(tmp_path / "2d.onnx", t=T)
     session2d = ort.InferenceSession(str(tmp_path / "2d.onnx"), providers=["CPUExecutionProvider"])
     session3d = ort.InferenceSession(graph3d.SerializeToString(), providers=["CPUExecutionProvider"])
     image = _image()
     out2d = session2d.run(None, {session2d.get_inputs()[0].name: image})[0]
     out3d = session3d.run(None, {session3d.get_inputs()[0].name: np.repeat(image[:, :, None], T, axis=2)})[0]
+    print(f"\n{name} (default exporter): boring clip vs onnxruntime 2D {_relative(out3d, out2d):.2g}")
     assert _relative(out3d, out2d) <= 1e-4
 
 

@@ -98,7 +98,7 @@ def _time_one(kernel: int, stride: int, pads: Sequence[int] | str, in_op: int = 
 def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
     """Pad axis 2 of a (B, C, T, H, W) tensor by (front, back) frames (mode replicate, zeros or neg_inf)."""
     front, back = pads
-    if front == 0 and back == 0:
+    if not isinstance(front, torch.Tensor) and front == 0 and back == 0:
         return x
     if mode == "replicate":
         return F.pad(x, (0, 0, 0, 0, front, back), mode="replicate")
@@ -111,13 +111,23 @@ def _resolve_time_pads(x: torch.Tensor, pads: Sequence[int] | str, kernel: int, 
     return pads  # type: ignore[return-value]
 
 
+def _same_pads(size: int | torch.Tensor, kernel: int, stride: int, dilation: int) -> tuple:
+    """TF "SAME" pads (front, back) for one axis: :func:`inflate.core.geometry.tf_same_pads`, or the
+    same arithmetic on tensors where TorchScript tracing (ONNX export) hands sizes over as tensors:
+    kept in the graph, or the example size's pads would be frozen and other sizes padded wrong."""
+    if isinstance(size, torch.Tensor):
+        total = torch.clamp(((size + stride - 1) // stride - 1) * stride + (kernel - 1) * dilation + 1 - size, min=0)
+        return total // 2, total - total // 2
+    return tf_same_pads(size, kernel, stride, dilation)
+
+
 def pad_same_spatial(
     x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], value: float = 0.0
 ) -> torch.Tensor:
     """TensorFlow "SAME" padding of the last two axes, computed from the input size."""
-    top, bottom = tf_same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
-    left, right = tf_same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
-    if top or bottom or left or right:
+    top, bottom = _same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = _same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
+    if isinstance(top, torch.Tensor) or top or bottom or left or right:
         x = F.pad(x, (left, right, top, bottom), value=value)
     return x
 
