@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ... import __version__
-from ...core.errors import InflateError, InvalidInputError
+from ...core.errors import InflateError, InvalidInputError, UnsupportedOpError
 from ...core.geometry import StemCandidate, check_clip_length, find_stem
 from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
@@ -150,13 +150,13 @@ def _output(rw: Rewriter, node: fx.Node) -> None:
 
 
 @contextlib.contextmanager
-def _traced(model: nn.Module, leaf_modules: Iterable[type]) -> Iterator[fx.Graph]:
+def _traced(model: nn.Module, leaf_modules: Iterable[type], leaf_paths: Iterable[str] = ()) -> Iterator[fx.Graph]:
     """Trace ``model`` to a 2D graph, handlers' module types kept whole, and hold the tracing
     settings while the caller records shapes and rewrites it. A timm ViT is traced on its
     dynamic-image-size path, or on its fixed-size path where that one does not trace."""
     for dynamic in (True, False):
         with dynamic_image_size(model, dynamic) as active:
-            tracer = InflateTracer(leaf_types=module_types() | set(leaf_modules))
+            tracer = InflateTracer(leaf_types=module_types() | set(leaf_modules), leaf_paths=leaf_paths)
             try:
                 graph2d = trace(model, tracer)
             except InflateError:
@@ -299,9 +299,21 @@ def inflate_model(
     resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides, attention=attention,
                           tubelet=tubelet)
     size = input_size or default_input_size(model)
-    with _traced(model, leaf_modules) as graph2d:
-        batch_size, device = _record_shapes(model, graph2d, size)
-        rw = _rewrite(model, graph2d, resolved, strict, t, batch_size, size[0], progress)
+    whole: dict[str, str] = {}  # modules run per frame as a whole, and why
+    while True:
+        try:
+            with _traced(model, leaf_modules, whole) as graph2d:
+                batch_size, device = _record_shapes(model, graph2d, size)
+                rw = _rewrite(model, graph2d, resolved, strict, t, batch_size, size[0], progress)
+            break
+        except UnsupportedOpError as error:
+            owner = None if strict else _enclosing_module(model, error.path, whole)
+            if owner is None:
+                raise
+            whole[owner] = str(error)
+    if whole:
+        warnings.warn(f"{len(whole)} modules run frame by frame as a whole, an op inside having no frame-wise form "
+                      f"(first: '{next(iter(whole))}': {next(iter(whole.values()))})", stacklevel=2)
     model3d = _assemble(model, rw, inplace, device)
     _warn_unapplied_attention(model, graph2d, rw, resolved.attention)
     report = InflationReport(tuple(rw.records))
@@ -311,6 +323,23 @@ def inflate_model(
         source_kwargs=_source_kwargs(model, size[0]), attention=resolved.attention, tubelet=resolved.tubelet,
     )
     return (model3d, report) if return_report else model3d
+
+
+def _enclosing_module(model: nn.Module, path: str, whole: dict[str, str]) -> Optional[str]:
+    """The innermost module around the node at ``path`` ("module.path:op" or a module's path) that
+    can run per frame as a whole instead: traced through so far (not a handler's type), not the
+    model itself. None where there is none (the error stands)."""
+    parts = path.split(":")[0].split(".")
+    handled = module_types()
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        try:
+            module = model.get_submodule(candidate)
+        except AttributeError:
+            continue
+        if candidate not in whole and type(module) not in handled:
+            return candidate
+    return None
 
 
 def _source_kwargs(model: nn.Module, channels: int) -> dict[str, Any]:

@@ -32,13 +32,16 @@ class InflateTracer(fx.Tracer):
     traced through.
     """
 
-    def __init__(self, leaf_types: Iterable[type] = (), autowrap: Iterable[Any] = ()) -> None:
+    def __init__(self, leaf_types: Iterable[type] = (), autowrap: Iterable[Any] = (),
+                 leaf_paths: Iterable[str] = ()) -> None:
         timm_leaves, timm_functions = _timm_notrace()
         super().__init__(autowrap_functions=tuple(timm_functions) + tuple(autowrap))
         self.leaf_types = set(leaf_types) | timm_leaves
+        self.leaf_paths = set(leaf_paths)  # single modules kept whole (the non-strict fallback's)
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return type(module) in self.leaf_types or super().is_leaf_module(module, qualified_name)
+        return (type(module) in self.leaf_types or qualified_name in self.leaf_paths
+                or super().is_leaf_module(module, qualified_name))
 
 
 def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
