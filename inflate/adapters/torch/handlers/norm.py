@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn.functional as F
 from torch import fx, nn
 
 from ....core.spec import OpSpec
 from .. import modules as m3d
 from ..registry import handles
-from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter
+from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, node_path
 from ._common import first_clip, module_weights, set_params
 
 __all__ = ["batch_norm_result"]
@@ -48,3 +49,20 @@ def group_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
     rw.note(LayerRecord(path, type(module).__name__, type(module).__name__, "per-frame", kind=op.kind))
     return rw.call_module(path, x), clip
 
+
+
+@handles("group_norm", F.group_norm)
+def group_norm_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """F.group_norm (timm's GroupNorm1 in MetaFormer/PoolFormer, EfficientViT, SHViT) as the module:
+    on (N, C, *) with time behind the channels, statistics over (C/G, T, H, W), weights as in 2D."""
+    path = node_path(node)
+    op, _ = rw.inflate_op(OpSpec("group_norm", path, role=rw.role(path)))
+    x, clip = first_clip(rw, node)
+    if clip.collapsed:
+        return rw.frame_wise(node)
+    if clip.td < 2:
+        x, clip = rw.move_time(x, clip, 2)
+    args = (x,) + tuple(rw.value(a) for a in node.args[1:])
+    out = rw.emit_like(node, args, rw.value(node.kwargs))
+    rw.note(LayerRecord(path, "group_norm", "group_norm", "per-frame", kind=op.kind))
+    return out, clip
