@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
 from .core import metadata as core_metadata
 from .core.errors import InflateError, InvalidInputError
 from .core.files import require_input_file

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import torch
 from torch import fx, nn
 
 from ...core.errors import InflateError, UnsupportedOpError
