@@ -1,0 +1,203 @@
+"""The family sweep: one timm model per timm model module, inflated and checked (issue 13).
+
+Per family (the module's smallest model by parameter count, see
+``inflate.testing.timm_families``; the table is cached per timm version in
+tests/adapters/timm_families.json), with randomised weights at t=8: conversion
+(``strict=False``) and its time, then at the native size and at a small size (128², else
+112², where the 2D model runs): the boring-video error against max(1e-4, 10 × the 2D
+model's own float32-vs-float64 error), the largest frame-reordering effect relative to a
+different clip's (permutation, shift, reversal), the frame-wise ops, any exception (one
+line). Prints a markdown table; ``--write-readme`` puts it in README.md between the
+family-table markers, so the README's table is generated, not typed.
+
+    python benchmarks/zoo.py [--families resnet,vgg] [--small-only | --native-only]
+                             [--timeout 300] [--write-readme] [--json out.json]
+
+One model at a time in this process (deleted and collected after each); ``--timeout``
+stops a family that runs too long (reported as an error), ``--memory-gb`` caps this
+process's address space so that a model too large for the machine fails alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import math
+import re
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from inflate.testing import FamilyCheck, check_family, timm_families  # noqa: E402
+
+FAMILY_CACHE = ROOT / "tests" / "adapters" / "timm_families.json"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- family-table:begin -->", "<!-- family-table:end -->"
+
+
+class FamilyTimeout(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise FamilyTimeout("the family ran past --timeout")
+
+
+def _size(result: FamilyCheck) -> str:
+    return f"{result.size[0]}²" if result.size[0] == result.size[1] and result.size[0] else \
+        ("-" if not result.size[0] else f"{result.size[0]}×{result.size[1]}")
+
+
+def _figure(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:.2g}"
+
+
+def markdown(rows: list[list[FamilyCheck]]) -> str:
+    """The family table: one line per family, the native size and the small size side by side."""
+    lines = ["| family | model | sizes | pass | boring error (threshold) | order effect | conversion s | "
+             "reason if not passing |",
+             "|---|---|---|---|---|---|---|---|"]
+    for checks in rows:
+        first = checks[0]
+        sizes = " / ".join(_size(c) for c in checks)
+        verdict = " / ".join("yes" if c.passed else ("skip" if c.skipped else "**no**") for c in checks)
+        boring = " / ".join(f"{_figure(c.boring_error)} ({_figure(c.threshold)})" if c.error == "" and not c.skipped
+                            else "-" for c in checks)
+        order = " / ".join(_figure(c.order_effect) for c in checks)
+        reasons = []
+        for c in checks:
+            if not c.passed and c.reason and c.reason not in reasons:
+                reasons.append(f"{_size(c)}: {c.reason}" if len(checks) > 1 else c.reason)
+        reason = "; ".join(reasons).replace("|", "\\|")
+        lines.append(f"| {first.family} | {first.model} | {sizes} | {verdict} | {boring} | {order} | "
+                     f"{_figure(first.seconds)} | {reason} |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[list[FamilyCheck]], native: bool, small: bool) -> str:
+    """Pass counts at the native and the small size."""
+    parts = []
+    if native:
+        natives = [c[0] for c in rows]
+        parts.append(f"native size: {sum(c.passed for c in natives)}/{len(natives)} families pass")
+    if small:
+        smalls = [c[-1] for c in rows]
+        ran = [c for c in smalls if not c.skipped]
+        parts.append(f"small size: {sum(c.passed for c in ran)}/{len(ran)} pass of the families whose 2D model "
+                     f"takes 128² or 112² ({len(smalls) - len(ran)} refuse both)")
+    return "; ".join(parts)
+
+
+def write_readme(table: str, path: Path = README) -> None:
+    """Replace the text between the family-table markers of the README (atomically)."""
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} markers; add them where the table goes")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    temporary.replace(path)
+
+
+def run(families: dict[str, str], t: int, native: bool, small: bool, timeout: int, device: str = "cpu",
+        on_result: Optional[Callable[[list[FamilyCheck], float], None]] = None) -> list[list[FamilyCheck]]:
+    """Check each family in turn (one model in memory at a time); rows in the families' order."""
+    rows = []
+    for family, name in families.items():
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(timeout)
+        start = time.perf_counter()
+        try:
+            checks = check_family(family, name, t, native=native, small=small, device=device)
+        except FamilyTimeout as error:
+            checks = [FamilyCheck(family, name, (0, 0), error=f"timeout after {timeout} s ({error})")]
+        except MemoryError:
+            checks = [FamilyCheck(family, name, (0, 0), error="MemoryError: the model does not fit --memory-gb")]
+        finally:
+            signal.alarm(0)
+        gc.collect()
+        rows.append(checks)
+        if on_result is not None:
+            on_result(checks, time.perf_counter() - start)
+    return rows
+
+
+def select(names: Optional[Iterable[str]]) -> dict[str, str]:
+    """The families to check, smallest model first (so a cut-short run has covered the most)."""
+    families = timm_families(FAMILY_CACHE)
+    if names:
+        unknown = [n for n in names if n not in families]
+        if unknown:
+            raise SystemExit(f"unknown families {unknown}; known: {', '.join(families)}")
+        families = {n: families[n] for n in names}
+    params = {f: e["params"] for f, e in json.loads(FAMILY_CACHE.read_text())["families"].items()}
+    return dict(sorted(families.items(), key=lambda item: (params.get(item[0], 0), item[0])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", help="comma-separated timm module names (default: all)")
+    parser.add_argument("--t", type=int, default=8, help="clip length (default 8)")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--small-only", action="store_true", help="only the 128²/112² check")
+    sizes.add_argument("--native-only", action="store_true", help="only the native-size check")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per family (default 300)")
+    parser.add_argument("--memory-gb", type=float, default=12.0,
+                        help="address-space cap for this process, 0 for none (default 12)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="where the checks run, e.g. cuda (conversion is on the CPU)")
+    parser.add_argument("--write-readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--json", type=Path, help="also write every check as JSON here")
+    args = parser.parse_args()
+
+    if args.memory_gb > 0:
+        cap = int(args.memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import timm
+
+    families = select([n.strip() for n in args.families.split(",") if n.strip()] if args.families else None)
+    native, small = not args.small_only, not args.native_only
+    print(f"# timm {timm.__version__}, torch {torch.__version__}, t={args.t}, {len(families)} families", flush=True)
+
+    def progress(checks: list[FamilyCheck], seconds: float) -> None:
+        for c in checks:
+            verdict = "pass" if c.passed else ("skip" if c.skipped else "FAIL")
+            print(f"{c.family:28s} {c.model:40s} {_size(c):>5s} {verdict:4s} boring {_figure(c.boring_error):>7s} "
+                  f"(thr {_figure(c.threshold)}) order {_figure(c.order_effect):>6s} convert "
+                  f"{_figure(c.seconds)} s  {c.reason}", flush=True)
+        print(f"  [{seconds:.1f} s]", flush=True)
+
+    rows = run(families, args.t, native, small, args.timeout, args.device, progress)
+    rows.sort(key=lambda checks: checks[0].family)
+    table = markdown(rows)
+    counts = summary(rows, native, small)
+    print()
+    print(table)
+    print()
+    print(counts)
+    if args.json:
+        args.json.write_text(json.dumps([[dataclasses.asdict(c) | {"passed": c.passed, "reason": c.reason}
+                                          for c in checks] for checks in rows], indent=1))
+    if args.write_readme:
+        if not (native and small) or args.families:
+            raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
+        write_readme(f"{table}\n\n{counts} (t={args.t}, timm {timm.__version__}; `python benchmarks/zoo.py "
+                     f"--write-readme`).")
+
+
+if __name__ == "__main__":
+    main()
