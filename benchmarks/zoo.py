@@ -134,9 +134,9 @@ def run(families: dict[str, str], t: int, native: bool, small: bool, timeout: in
     return rows
 
 
-def select(names: Optional[Iterable[str]]) -> dict[str, str]:
+def select(names: Optional[Iterable[str]], refresh: bool = False) -> dict[str, str]:
     """The families to check, smallest model first (so a cut-short run has covered the most)."""
-    families = timm_families(FAMILY_CACHE)
+    families = timm_families(FAMILY_CACHE, refresh=refresh)
     if names:
         unknown = [n for n in names if n not in families]
         if unknown:
@@ -158,6 +158,8 @@ def main() -> None:
                         help="address-space cap for this process, 0 for none (default 12)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="where the checks run, e.g. cuda (conversion is on the CPU)")
+    parser.add_argument("--refresh-families", action="store_true",
+                        help=f"recount every timm model's parameters and rewrite {FAMILY_CACHE.name} (minutes)")
     parser.add_argument("--write-readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--json", type=Path, help="also write every check as JSON here")
     args = parser.parse_args()
@@ -169,7 +171,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import timm
 
-    families = select([n.strip() for n in args.families.split(",") if n.strip()] if args.families else None)
+    families = select([n.strip() for n in args.families.split(",") if n.strip()] if args.families else None,
+                      args.refresh_families)
+    stored = json.loads(FAMILY_CACHE.read_text()).get("timm")
+    if stored != timm.__version__:
+        print(f"# note: {FAMILY_CACHE.name} was counted with timm {stored}; --refresh-families recounts", flush=True)
     native, small = not args.small_only, not args.native_only
     print(f"# timm {timm.__version__}, torch {torch.__version__}, t={args.t}, {len(families)} families", flush=True)
 

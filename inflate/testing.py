@@ -130,23 +130,25 @@ def _count_parameters(name: str) -> Optional[int]:
     return sum(p.numel() for p in model.parameters())
 
 
-def timm_families(cache: Optional[str | os.PathLike[str]] = None) -> dict[str, str]:
+def timm_families(cache: Optional[str | os.PathLike[str]] = None, refresh: bool = False) -> dict[str, str]:
     """One representative per timm model module ("family"): module name → model name.
 
     The representative is the module's smallest model by parameter count (built on the meta
     device), ties broken by name, so the choice is reproducible for a timm version. Counting
-    builds every registered model (minutes); ``cache`` is a JSON file that keeps the table
-    per timm version: read when its version matches, rewritten otherwise.
-    Modules none of whose models can be built are left out.
+    builds every registered model (minutes on 2 cores); ``cache`` is a JSON file that keeps
+    the table with its timm version. An existing cache is read, for another timm version too
+    (its models that this timm lacks are dropped), unless ``refresh``: then, or when it is
+    missing, the table is computed and written there. Modules none of whose models can be
+    built are left out.
     """
     import timm
     from timm.models import _registry
 
     path = Path(cache) if cache is not None else None
-    if path is not None and path.is_file():
+    if path is not None and path.is_file() and not refresh:
         stored = json.loads(path.read_text())
-        if stored.get("timm") == timm.__version__:
-            return {family: entry["model"] for family, entry in stored["families"].items()}
+        return {family: entry["model"] for family, entry in stored["families"].items()
+                if stored.get("timm") == timm.__version__ or timm.is_model(entry["model"])}
     current = set(timm.list_models())  # registered models, without deprecated aliases
     by_module: dict[str, list[str]] = {}
     for name, module in _registry._model_to_module.items():
