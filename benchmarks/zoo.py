@@ -162,7 +162,18 @@ def main() -> None:
                         help=f"recount every timm model's parameters and rewrite {FAMILY_CACHE.name} (minutes)")
     parser.add_argument("--write-readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--json", type=Path, help="also write every check as JSON here")
+    parser.add_argument("--from-json", type=Path,
+                        help="print (and with --write-readme write) the table of a run saved with --json; checks nothing")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        if isinstance(saved, list):  # the first runs saved the rows alone, both sizes
+            saved = {"rows": saved, "native": True, "small": True, "t": 8, "timm": "1.0.31", "families": None}
+        if args.write_readme and (not (saved["native"] and saved["small"]) or saved["families"]):
+            raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
+        rows = sorted(rows_from_json(saved["rows"]), key=lambda checks: checks[0].family)
+        report(rows, saved["native"], saved["small"], args.write_readme, f"t={saved['t']}, timm {saved['timm']}")
+        return
 
     if args.memory_gb > 0:
         cap = int(args.memory_gb * 2**30)
@@ -189,20 +200,35 @@ def main() -> None:
 
     rows = run(families, args.t, native, small, args.timeout, args.device, progress)
     rows.sort(key=lambda checks: checks[0].family)
+    if args.json:
+        saved = {"t": args.t, "timm": timm.__version__, "native": native, "small": small, "families": args.families,
+                 "rows": [[dataclasses.asdict(c) | {"passed": c.passed, "reason": c.reason} for c in checks]
+                          for checks in rows]}
+        args.json.write_text(json.dumps(saved, indent=1))
+    if args.write_readme and (not (native and small) or args.families):
+        raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
+    report(rows, native, small, args.write_readme, f"t={args.t}, timm {timm.__version__}")
+
+
+def rows_from_json(saved: list) -> list[list[FamilyCheck]]:
+    """The rows of a run saved with --json."""
+    fields = {f.name for f in dataclasses.fields(FamilyCheck)}
+    rows = []
+    for checks in saved:
+        rows.append([FamilyCheck(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items() if k in fields})
+                     for c in checks])
+    return rows
+
+
+def report(rows: list[list[FamilyCheck]], native: bool, small: bool, readme: bool, where: str) -> None:
     table = markdown(rows)
     counts = summary(rows, native, small)
     print()
     print(table)
     print()
     print(counts)
-    if args.json:
-        args.json.write_text(json.dumps([[dataclasses.asdict(c) | {"passed": c.passed, "reason": c.reason}
-                                          for c in checks] for checks in rows], indent=1))
-    if args.write_readme:
-        if not (native and small) or args.families:
-            raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
-        write_readme(f"{table}\n\n{counts} (t={args.t}, timm {timm.__version__}; `python benchmarks/zoo.py "
-                     f"--write-readme`).")
+    if readme:
+        write_readme(f"{table}\n\n{counts} ({where}; `python benchmarks/zoo.py --write-readme`).")
 
 
 if __name__ == "__main__":
