@@ -307,7 +307,9 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
 
     results: list[FamilyCheck] = []
     try:
-        model2d = randomize_weights(timm.create_model(name, pretrained=False).eval(), seed=1)
+        with torch.random.fork_rng():  # timm initialises from the global generator: seed it, then restore it
+            torch.manual_seed(seed)
+            model2d = randomize_weights(timm.create_model(name, pretrained=False).eval(), seed=seed + 1)
     except Exception as error:  # noqa: BLE001
         return [FamilyCheck(family, name, (0, 0), error=f"2D model: {one_line(error)}")]
     native_size = tuple(default_input_size_of(model2d)[1:])
