@@ -205,6 +205,19 @@ class FamilyCheck:
             and self.order_effect >= ORDER_TOLERANCE
 
     @property
+    def status(self) -> str:
+        """"pass"; "frame-wise" (exact and order-sensitive, but some ops run frame by frame);
+        "skip" (the 2D model refuses the size); or "fail"."""
+        if self.passed:
+            return "pass"
+        if self.skipped:
+            return "skip"
+        if self.frame_wise and not self.error and self.boring_error <= self.threshold \
+                and self.order_effect >= ORDER_TOLERANCE:
+            return "frame-wise"
+        return "fail"
+
+    @property
     def reason(self) -> str:
         """Why the family does not pass at this size, in one line ("" when it passes)."""
         if self.skipped:
