@@ -21,8 +21,8 @@ from inflate.testing import check_family, timm_families
 FAMILIES = timm_families(Path(__file__).with_name("timm_families.json"))
 
 # Cheap representatives run by default (each a few seconds on 2 cores): residual CNN, depthwise
-# + SE with TF padding, channels-last norms, a plain ViT, a hierarchical transformer, MLP-Mixer.
-REPRESENTATIVE = {"resnet", "efficientnet", "convnext", "vision_transformer", "byobnet", "mlp_mixer"}
+# + SE (timm test models), channels-last norms, a plain ViT, a configurable byobnet, MobileNetV3.
+REPRESENTATIVE = {"resnet", "efficientnet", "convnext", "vision_transformer", "byobnet", "mobilenetv3"}
 
 # family → why it does not pass yet (frame-wise ops or an error), from benchmarks/zoo.py.
 KNOWN: dict[str, str] = {
