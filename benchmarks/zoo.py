@@ -159,7 +159,7 @@ def main() -> None:
     sizes.add_argument("--native-only", action="store_true", help="only the native-size check")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per family (default 300)")
     parser.add_argument("--memory-gb", type=float, default=12.0,
-                        help="address-space cap for this process, 0 for none (default 12)")
+                        help="address-space cap for this process on the CPU, 0 for none (default 12)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="where the checks run, e.g. cuda (conversion is on the CPU)")
     parser.add_argument("--refresh-families", action="store_true",
@@ -179,7 +179,7 @@ def main() -> None:
         report(rows, saved["native"], saved["small"], args.write_readme, f"t={saved['t']}, timm {saved['timm']}")
         return
 
-    if args.memory_gb > 0:
+    if args.memory_gb > 0 and args.device == "cpu":  # CUDA reserves more address space than any cap allows
         cap = int(args.memory_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
     if args.threads:
