@@ -258,14 +258,14 @@ def float64_error(model2d: nn.Module, image: torch.Tensor) -> float:
     return float((out32 - out64).abs().max() / out64.abs().max().clamp_min(1e-30))
 
 
-def check_family_size(family: str, name: str, model2d: nn.Module, model3d: nn.Module,
+def _check_at_size(family: str, name: str, model2d: nn.Module, model3d: nn.Module,
                       frame_wise: tuple[str, ...], size: tuple[int, int], t: int = 8, seed: int = 0,
                       seconds: float = math.nan) -> FamilyCheck:
     """Boring-video error (against max(1e-4, 10 × the float64 error)) and order effect of an
     inflated family at one (H, W); exceptions become ``error`` (never raised)."""
     from .checks import check_boring_video, check_order_sensitivity
 
-    channels = default_input_size_of(model2d)[0]
+    channels = _native_input_size(model2d)[0]
     generator = torch.Generator().manual_seed(seed)
     device = next(model2d.parameters()).device
     image = torch.randn(1, channels, *size, generator=generator).to(device)
@@ -286,7 +286,7 @@ def check_family_size(family: str, name: str, model2d: nn.Module, model3d: nn.Mo
         return dataclasses.replace(result, error=one_line(error))
 
 
-def default_input_size_of(model: nn.Module) -> tuple[int, int, int]:
+def _native_input_size(model: nn.Module) -> tuple[int, int, int]:
     from .adapters.torch import default_input_size
 
     return default_input_size(model)
@@ -295,7 +295,7 @@ def default_input_size_of(model: nn.Module) -> tuple[int, int, int]:
 @torch.no_grad()
 def small_size(model2d: nn.Module, sizes: tuple[int, ...] = SMALL_SIZES) -> tuple[Optional[int], str]:
     """The first of ``sizes`` (square) that the 2D model runs on, else None and why."""
-    channels = default_input_size_of(model2d)[0]
+    channels = _native_input_size(model2d)[0]
     errors = []
     for side in sizes:
         try:
@@ -325,7 +325,7 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
             model2d = randomize_weights(timm.create_model(name, pretrained=False).eval(), seed=seed + 1)
     except Exception as error:  # noqa: BLE001
         return [FamilyCheck(family, name, (0, 0), error=f"2D model: {one_line(error)}")]
-    native_size = tuple(default_input_size_of(model2d)[1:])
+    native_size = tuple(_native_input_size(model2d)[1:])
     side, why = small_size(model2d) if small else (None, "")
     try:
         start = time.perf_counter()
@@ -339,12 +339,12 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
     frame_wise = tuple(f"{r.path} ({r.op2d})" for r in report.frame_wise)
     model2d, model3d = model2d.to(device), model3d.to(device)
     if native:
-        results.append(check_family_size(family, name, model2d, model3d, frame_wise, native_size, t, seed, seconds))
+        results.append(_check_at_size(family, name, model2d, model3d, frame_wise, native_size, t, seed, seconds))
     if small:
         if side is None:
             results.append(FamilyCheck(family, name, (0, 0), frame_wise=frame_wise, skipped=why, seconds=seconds))
         else:
-            results.append(check_family_size(family, name, model2d, model3d, frame_wise, (side, side), t, seed,
+            results.append(_check_at_size(family, name, model2d, model3d, frame_wise, (side, side), t, seed,
                                              seconds))
     del model3d, model2d
     gc.collect()
