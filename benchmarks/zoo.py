@@ -173,8 +173,9 @@ def main() -> None:
         saved = json.loads(args.from_json.read_text())
         if isinstance(saved, list):  # the first runs saved the rows alone, both sizes
             saved = {"rows": saved, "native": True, "small": True, "t": 8, "timm": "1.0.31", "families": None}
-        if args.write_readme and (not (saved["native"] and saved["small"]) or saved["families"]):
-            raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
+        if args.write_readme and (not (saved["native"] and saved["small"]) or saved["families"]
+                                  or not saved.get("complete", True)):
+            raise SystemExit("--write-readme needs a complete sweep at both sizes (no --families, --*-only)")
         rows = sorted(rows_from_json(saved["rows"]), key=lambda checks: checks[0].family)
         report(rows, saved["native"], saved["small"], args.write_readme, f"t={saved['t']}, timm {saved['timm']}")
         return
@@ -194,7 +195,21 @@ def main() -> None:
     native, small = not args.small_only, not args.native_only
     print(f"# timm {timm.__version__}, torch {torch.__version__}, t={args.t}, {len(families)} families", flush=True)
 
+    done: list[list[FamilyCheck]] = []
+
+    def save(rows: list[list[FamilyCheck]], complete: bool) -> None:
+        saved = {"t": args.t, "timm": timm.__version__, "native": native, "small": small, "families": args.families,
+                 "complete": complete,
+                 "rows": [[dataclasses.asdict(c) | {"passed": c.passed, "reason": c.reason} for c in checks]
+                          for checks in rows]}
+        temporary = args.json.with_name(args.json.name + ".tmp")
+        temporary.write_text(json.dumps(saved, indent=1))
+        temporary.replace(args.json)
+
     def progress(checks: list[FamilyCheck], seconds: float) -> None:
+        done.append(checks)
+        if args.json:  # after every family: a run cut short keeps what it measured
+            save(done, complete=False)
         for c in checks:
             verdict = {"pass": "pass", "skip": "skip", "fail": "FAIL", "frame-wise": "FW"}[c.status]
             print(f"{c.family:28s} {c.model:40s} {_size(c):>5s} {verdict:4s} boring {_figure(c.boring_error):>7s} "
@@ -205,10 +220,7 @@ def main() -> None:
     rows = run(families, args.t, native, small, args.timeout, args.device, progress)
     rows.sort(key=lambda checks: checks[0].family)
     if args.json:
-        saved = {"t": args.t, "timm": timm.__version__, "native": native, "small": small, "families": args.families,
-                 "rows": [[dataclasses.asdict(c) | {"passed": c.passed, "reason": c.reason} for c in checks]
-                          for checks in rows]}
-        args.json.write_text(json.dumps(saved, indent=1))
+        save(rows, complete=True)
     if args.write_readme and (not (native and small) or args.families):
         raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
     report(rows, native, small, args.write_readme, f"t={args.t}, timm {timm.__version__}")
