@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import timm
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,10 +76,18 @@ def markdown(rows: list[list[FamilyCheck]]) -> str:
         boring = " / ".join(f"{_figure(c.boring_error)} ({_figure(c.threshold)})" if c.error == "" and not c.skipped
                             else "-" for c in checks)
         order = " / ".join(_figure(c.order_effect) for c in checks)
-        reasons = []
+        reasons, shapes = [], []
         for c in checks:
-            if not c.passed and c.reason and c.reason not in reasons:
-                reasons.append(f"{_size(c)}: {c.reason}" if len(checks) > 1 else c.reason)
+            if c.passed or not c.reason:
+                continue
+            shape = re.sub(r"[-+.\de]+", "#", c.reason)  # the same reason with other figures: said once
+            if shape in shapes:
+                continue
+            shapes.append(shape)
+            text = "small size: the 2D model refuses 128² and 112²" if c.skipped else c.reason
+            reasons.append(f"{_size(c)}: {text}" if len(checks) > 1 and not c.skipped else text)
+        if len(reasons) == 1 and len(checks) > 1 and not any(c.skipped for c in checks):
+            reasons = [reasons[0].split(": ", 1)[1]]  # one reason for both sizes
         reason = "; ".join(reasons).replace("|", "\\|")
         lines.append(f"| {first.family} | {first.model} | {sizes} | {verdict} | {boring} | {order} | "
                      f"{_figure(first.seconds)} | {reason} |")
@@ -166,18 +175,23 @@ def main() -> None:
                         help=f"recount every timm model's parameters and rewrite {FAMILY_CACHE.name} (minutes)")
     parser.add_argument("--write-readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--json", type=Path, help="also write every check as JSON here")
-    parser.add_argument("--from-json", type=Path,
-                        help="print (and with --write-readme write) the table of a run saved with --json; checks nothing")
+    parser.add_argument("--from-json", type=Path, nargs="+",
+                        help="print (and with --write-readme write) the table of runs saved with --json, merged (later files "
+                             "win); checks nothing")
     args = parser.parse_args()
     if args.from_json:
-        saved = json.loads(args.from_json.read_text())
-        if isinstance(saved, list):  # the first runs saved the rows alone, both sizes
-            saved = {"rows": saved, "native": True, "small": True, "t": 8, "timm": "1.0.31", "families": None}
-        if args.write_readme and (not (saved["native"] and saved["small"]) or saved["families"]
-                                  or not saved.get("complete", True)):
-            raise SystemExit("--write-readme needs a complete sweep at both sizes (no --families, --*-only)")
-        rows = sorted(rows_from_json(saved["rows"]), key=lambda checks: checks[0].family)
-        report(rows, saved["native"], saved["small"], args.write_readme, f"t={saved['t']}, timm {saved['timm']}")
+        merged: dict[str, list[FamilyCheck]] = {}
+        for path in args.from_json:  # later files win, family by family (a CPU run, then a GPU run of the rest)
+            saved = json.loads(path.read_text())
+            if isinstance(saved, list):  # the first runs saved the rows alone, both sizes
+                saved = {"rows": saved, "native": True, "small": True, "t": 8}
+            if not (saved["native"] and saved["small"]):
+                raise SystemExit(f"{path} holds a --native-only or --small-only run; the table needs both sizes")
+            merged.update({checks[0].family: checks for checks in rows_from_json(saved["rows"])})
+        families = timm_families(FAMILY_CACHE)
+        missing = {f: m for f, m in families.items() if f not in merged}
+        rows = [merged[f] for f in sorted(merged)]
+        report(rows, True, True, args.write_readme, f"t={saved['t']}, timm {timm.__version__}", missing)
         return
 
     if args.memory_gb > 0 and args.device == "cpu":  # CUDA reserves more address space than any cap allows
@@ -185,8 +199,6 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
     if args.threads:
         torch.set_num_threads(args.threads)
-    import timm
-
     families = select([n.strip() for n in args.families.split(",") if n.strip()] if args.families else None,
                       args.refresh_families)
     stored = json.loads(FAMILY_CACHE.read_text()).get("timm")
@@ -236,9 +248,16 @@ def rows_from_json(saved: list) -> list[list[FamilyCheck]]:
     return rows
 
 
-def report(rows: list[list[FamilyCheck]], native: bool, small: bool, readme: bool, where: str) -> None:
+def report(rows: list[list[FamilyCheck]], native: bool, small: bool, readme: bool, where: str,
+           missing: Optional[dict[str, str]] = None) -> None:
+    """Print the table and the pass counts; with ``readme``, write both into the README.
+    ``missing`` families (not run) get a row saying so and are named under the counts."""
     table = markdown(rows)
     counts = summary(rows, native, small)
+    if missing:
+        table += "\n" + "\n".join(f"| {f} | {m} | - | not run | - | - | - | not run in this sweep: "
+                                   f"`python benchmarks/zoo.py --families {f}` |" for f, m in sorted(missing.items()))
+        counts += f"; {len(missing)} of {len(rows) + len(missing)} families not run yet ({', '.join(sorted(missing))})"
     print()
     print(table)
     print()
