@@ -128,16 +128,17 @@ def run(families: dict[str, str], t: int, native: bool, small: bool, timeout: in
         on_result: Optional[Callable[[list[FamilyCheck], float], None]] = None) -> list[list[FamilyCheck]]:
     """Check each family in turn (one model in memory at a time); rows in the families' order."""
     rows = []
+    sizes = int(native) + int(small)
     for family, name in families.items():
         signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(timeout)
         start = time.perf_counter()
         try:
             checks = check_family(family, name, t, native=native, small=small, device=device)
-        except FamilyTimeout as error:
-            checks = [FamilyCheck(family, name, (0, 0), error=f"timeout after {timeout} s ({error})")]
+        except FamilyTimeout:
+            checks = [FamilyCheck(family, name, (0, 0), error=f"timeout: ran past --timeout {timeout} s")] * sizes
         except MemoryError:
-            checks = [FamilyCheck(family, name, (0, 0), error="MemoryError: the model does not fit --memory-gb")]
+            checks = [FamilyCheck(family, name, (0, 0), error="MemoryError: the model does not fit --memory-gb")] * sizes
         finally:
             signal.alarm(0)
         gc.collect()

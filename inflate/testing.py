@@ -311,7 +311,7 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
     """Build timm model ``name`` (random weights, :func:`randomize_weights`), inflate it
     (non-strict) and check it at its native size and at a small one (:data:`SMALL_SIZES`).
 
-    Weights are randomised and the model inflated on the CPU; the checks run on ``device``.
+    Everything runs on ``device`` (the model is built on the CPU, then moved).
     Returns one :class:`FamilyCheck` per size asked for; never raises for a model's failure.
     """
     import timm
@@ -322,9 +322,11 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
     try:
         with torch.random.fork_rng():  # timm initialises from the global generator: seed it, then restore it
             torch.manual_seed(seed)
-            model2d = randomize_weights(timm.create_model(name, pretrained=False).eval(), seed=seed + 1)
+            model2d = timm.create_model(name, pretrained=False).eval().to(device)
+        model2d = randomize_weights(model2d, seed=seed + 1)
     except Exception as error:  # noqa: BLE001
-        return [FamilyCheck(family, name, (0, 0), error=f"2D model: {one_line(error)}")]
+        failed = FamilyCheck(family, name, (0, 0), error=f"2D model: {one_line(error)}")
+        return [failed] * (int(native) + int(small))
     native_size = tuple(_native_input_size(model2d)[1:])
     side, why = small_size(model2d) if small else (None, "")
     try:
@@ -333,11 +335,13 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
         seconds = time.perf_counter() - start
     except Exception as error:  # noqa: BLE001
         message = f"conversion: {one_line(error)}"
-        sizes = ([native_size] if native else []) + ([(side, side)] if small and side else [])
-        return [FamilyCheck(family, name, size, error=message) for size in sizes] or \
-            [FamilyCheck(family, name, native_size, error=message)]
+        if native:
+            results.append(FamilyCheck(family, name, native_size, error=message))
+        if small:
+            results.append(FamilyCheck(family, name, (side, side), error=message) if side else
+                           FamilyCheck(family, name, (0, 0), skipped=why))
+        return results
     frame_wise = tuple(f"{r.path} ({r.op2d})" for r in report.frame_wise)
-    model2d, model3d = model2d.to(device), model3d.to(device)
     if native:
         results.append(_check_at_size(family, name, model2d, model3d, frame_wise, native_size, t, seed, seconds))
     if small:
@@ -345,7 +349,7 @@ def check_family(family: str, name: str, t: int = 8, *, native: bool = True, sma
             results.append(FamilyCheck(family, name, (0, 0), frame_wise=frame_wise, skipped=why, seconds=seconds))
         else:
             results.append(_check_at_size(family, name, model2d, model3d, frame_wise, (side, side), t, seed,
-                                             seconds))
+                                          seconds))
     del model3d, model2d
     gc.collect()
     return results
