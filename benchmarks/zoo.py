@@ -47,7 +47,7 @@ README = ROOT / "README.md"
 BEGIN, END = "<!-- family-table:begin -->", "<!-- family-table:end -->"
 
 
-class FamilyTimeout(Exception):
+class FamilyTimeout(BaseException):  # not an Exception: check_family catches those and would go on
     pass
 
 
