@@ -125,11 +125,17 @@ def write_readme(table: str, path: Path = README) -> None:
 
 
 def run(families: dict[str, str], t: int, native: bool, small: bool, timeout: int, device: str = "cpu",
-        on_result: Optional[Callable[[list[FamilyCheck], float], None]] = None) -> list[list[FamilyCheck]]:
-    """Check each family in turn (one model in memory at a time); rows in the families' order."""
+        on_result: Optional[Callable[[list[FamilyCheck], float], None]] = None,
+        budget: float = math.inf) -> list[list[FamilyCheck]]:
+    """Check each family in turn (one model in memory at a time); rows in the families' order.
+    No family starts once ``budget`` seconds have passed."""
     rows = []
     sizes = int(native) + int(small)
+    began = time.perf_counter()
     for family, name in families.items():
+        if time.perf_counter() - began > budget:
+            print(f"# --budget {budget:g} s spent: {len(families) - len(rows)} families not started", flush=True)
+            break
         signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(timeout)
         start = time.perf_counter()
@@ -168,6 +174,10 @@ def main() -> None:
     sizes.add_argument("--small-only", action="store_true", help="only the 128²/112² check")
     sizes.add_argument("--native-only", action="store_true", help="only the native-size check")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per family (default 300)")
+    parser.add_argument("--budget", type=float, default=math.inf,
+                        help="seconds for the whole run: no family starts after it (default none)")
+    parser.add_argument("--only-missing", type=Path, nargs="+", metavar="JSON",
+                        help="check only the families that these saved runs (--json) lack")
     parser.add_argument("--memory-gb", type=float, default=12.0,
                         help="address-space cap for this process on the CPU, 0 for none (default 12)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
@@ -202,6 +212,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     families = select([n.strip() for n in args.families.split(",") if n.strip()] if args.families else None,
                       args.refresh_families)
+    if args.only_missing:
+        done = set()
+        for path in args.only_missing:
+            saved = json.loads(path.read_text())
+            done |= {checks[0]["family"] for checks in (saved["rows"] if isinstance(saved, dict) else saved)}
+        families = {f: m for f, m in families.items() if f not in done}
     stored = json.loads(FAMILY_CACHE.read_text()).get("timm")
     if stored != timm.__version__:
         print(f"# note: {FAMILY_CACHE.name} was counted with timm {stored}; --refresh-families recounts", flush=True)
@@ -230,11 +246,12 @@ def main() -> None:
                   f"{_figure(c.seconds)} s  {c.reason}", flush=True)
         print(f"  [{seconds:.1f} s]", flush=True)
 
-    rows = run(families, args.t, native, small, args.timeout, args.device, progress)
+    rows = run(families, args.t, native, small, args.timeout, args.device, progress, args.budget)
     rows.sort(key=lambda checks: checks[0].family)
     if args.json:
         save(rows, complete=True)
-    if args.write_readme and (not (native and small) or args.families):
+    if args.write_readme and (not (native and small) or args.families or args.only_missing
+                              or len(rows) < len(families)):
         raise SystemExit("--write-readme needs the whole sweep at both sizes (no --families, --*-only)")
     report(rows, native, small, args.write_readme, f"t={args.t}, timm {timm.__version__}")
 
