@@ -216,7 +216,8 @@ def main() -> None:
         done = set()
         for path in args.only_missing:
             saved = json.loads(path.read_text())
-            done |= {checks[0]["family"] for checks in (saved["rows"] if isinstance(saved, dict) else saved)}
+            done |= {checks[0]["family"] for checks in (saved["rows"] if isinstance(saved, dict) else saved)
+                     if not _timed_out(checks)}
         families = {f: m for f, m in families.items() if f not in done}
     stored = json.loads(FAMILY_CACHE.read_text()).get("timm")
     if stored != timm.__version__:
@@ -256,11 +257,17 @@ def main() -> None:
     report(rows, native, small, args.write_readme, f"t={args.t}, timm {timm.__version__}")
 
 
+def _timed_out(checks: list[dict]) -> bool:
+    return all(c.get("error", "").startswith("timeout:") for c in checks)
+
+
 def rows_from_json(saved: list) -> list[list[FamilyCheck]]:
-    """The rows of a run saved with --json."""
+    """The rows of a run saved with --json; a family that ran past --timeout counts as not run."""
     fields = {f.name for f in dataclasses.fields(FamilyCheck)}
     rows = []
     for checks in saved:
+        if _timed_out(checks):
+            continue
         rows.append([FamilyCheck(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items() if k in fields})
                      for c in checks])
     return rows
