@@ -208,6 +208,9 @@ def main() -> None:
     if args.memory_gb > 0 and args.device == "cpu":  # CUDA reserves more address space than any cap allows
         cap = int(args.memory_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    if args.device != "cpu":  # TF32 would blur the boring-video comparison: float32 as on the CPU
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     if args.threads:
         torch.set_num_threads(args.threads)
     families = select([n.strip() for n in args.families.split(",") if n.strip()] if args.families else None,
