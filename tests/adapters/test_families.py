@@ -35,6 +35,7 @@ KNOWN: dict[str, str] = {
     "fastvit": "MobileOne multi-branch stem: the temporal stride lands on one branch (8 vs 4 frames)",
     "gcvit": "non-strict raises: window-partition views move the batch axis",
     "nest": "non-strict raises: Tensor.unbind of qkv on block-partitioned tokens whose batch axis moved",
+    "tnt": "non-strict raises: the inner attention's Tensor.unbind on pixel tokens whose batch axis moved",
     # exact and order-sensitive, but parts run frame by frame
     "cait": "talking-heads attention by hand (matmul, head-mixing Linear) runs frame-wise",
     "cpubone": "F.group_norm and ConvAttention run frame-wise",
