@@ -37,6 +37,10 @@ KNOWN: dict[str, str] = {
                     "(the fix: emit modules.avg_pool3d)",
     "gcvit": "non-strict raises: window-partition views move the batch axis",
     "nest": "non-strict raises: Tensor.unbind of qkv on block-partitioned tokens whose batch axis moved",
+    "volo": "non-strict raises: Tensor.max over tokens whose batch axis moved",
+    "hieradet_sam2": "non-strict raises: window-partition views move the batch axis",
+    "sequencer": "non-strict raises: nn.LSTM token mixers have no rule and the fallback refuses them",
+    "hiera": "conversion fails on the adapter's sample batch (Hiera's forward reads a None mask)",
     "tnt": "non-strict raises: the inner attention's Tensor.unbind on pixel tokens whose batch axis moved",
     # exact and order-sensitive, but parts run frame by frame
     "cait": "talking-heads attention by hand (matmul, head-mixing Linear) runs frame-wise",
