@@ -41,6 +41,9 @@ KNOWN: dict[str, str] = {
     "hieradet_sam2": "non-strict raises: window-partition views move the batch axis",
     "sequencer": "non-strict raises: nn.LSTM token mixers have no rule and the fallback refuses them",
     "hiera": "conversion fails on the adapter's sample batch (Hiera's forward reads a None mask)",
+    "davit": "non-strict raises: window-partition views move the batch axis",
+    "swin_transformer_v2": "non-strict raises: window-partition views move the batch axis",
+    "swin_transformer_v2_cr": "non-strict raises: window-partition views move the batch axis",
     "tnt": "non-strict raises: the inner attention's Tensor.unbind on pixel tokens whose batch axis moved",
     # exact and order-sensitive, but parts run frame by frame
     "cait": "talking-heads attention by hand (matmul, head-mixing Linear) runs frame-wise",
@@ -54,6 +57,8 @@ KNOWN: dict[str, str] = {
     "metaformer": "GroupNorm1 (F.group_norm over C, H, W) runs frame-wise",
     "mobilevit": "MobileVitBlock (patch unfolding that moves the batch axis) runs frame-wise",
     "shvit": "F.group_norm and single-head attention by hand run frame-wise",
+    "nextvit": "E-MHSA's AvgPool1d spatial reduction and its norm run frame-wise",
+    "tresnet": "anti-aliasing blur (F.conv2d with a fixed filter) runs frame-wise",
     "tiny_vit": "TinyVitBlock (window attention by hand) runs frame-wise",
     "vision_transformer_hybrid": "the ResNetV2 backbone's StdConv2dSame and F.group_norm run frame-wise",
     "visformer": "stage patch embeddings and matmul attention run frame-wise",
