@@ -59,7 +59,7 @@ KNOWN: dict[str, str] = {
     "shvit": "F.group_norm and single-head attention by hand run frame-wise",
     "mobilenetv5": "the multi-scale fusion adapter (MobileNetV5MultiScaleFusionAdapter) runs frame-wise",
     "naflexvit": "non-strict raises: NaFlexViT's patch embedding of variable-size patch sequences has no rule",
-    "vision_transformer_sam": "non-strict raises: SAM's windowed attention with relative position terms has no rule",
+    "vision_transformer_sam": "non-strict raises: the decomposed relative-position einsum over tokens whose batch axis moved",
     "nextvit": "E-MHSA's AvgPool1d spatial reduction and its norm run frame-wise",
     "tresnet": "anti-aliasing blur (F.conv2d with a fixed filter) runs frame-wise",
     "tiny_vit": "TinyVitBlock (window attention by hand) runs frame-wise",
