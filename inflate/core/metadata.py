@@ -46,7 +46,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 KINDS: tuple[str, ...] = tuple(_FIELDS)
 # The 2D constructor arguments a model file records: plain sizes, never paths or downloads.
-_SOURCE_KWARGS = ("num_classes", "in_chans")
+_SOURCE_KWARGS = ("num_classes", "in_chans", "logits_pool")
+_SOURCE_CHOICES = {"logits_pool": ("valid", "adaptive")}  # the rest are sizes
 _OVERRIDE_FIELDS = ("kernel", "stride", "padding", "init")
 
 
@@ -125,7 +126,11 @@ def _validate_model(meta: dict[str, Any], at: str) -> None:
             raise InvalidInputError(f"{at} source_kwargs {key!r} is not one inflate writes; refused (only "
                                     f"{', '.join(_SOURCE_KWARGS)} are accepted: a model file may not ask for "
                                     "downloads, URLs or other files)")
-        if not _int_like(value) or value < 0:
+        if key in _SOURCE_CHOICES:
+            if value not in _SOURCE_CHOICES[key]:
+                raise InvalidInputError(f"{at} source_kwargs {key!r} must be one of "
+                                        f"{', '.join(_SOURCE_CHOICES[key])}, got {value!r}")
+        elif not _int_like(value) or value < 0:
             raise InvalidInputError(f"{at} source_kwargs {key!r} must be an integer >= 0, got {value!r}")
     size = meta["input_size"]
     if len(size) != 3 or not all(_int_like(v) and v > 0 for v in size):

@@ -37,11 +37,12 @@ __all__ = [
 
 
 def _inflate(in_chans: int, num_classes: int, t: int, pad_mode: str, drop_rate: float,
-             weights_2d: Optional[str | os.PathLike[str] | Mapping[str, torch.Tensor]]) -> nn.Module:
+             weights_2d: Optional[str | os.PathLike[str] | Mapping[str, torch.Tensor]],
+             logits_pool: str = "valid") -> nn.Module:
     from ..adapters.torch import inflate_model
     from ..io import fit_state_dict, load_state_dict_file
 
-    model2d = InceptionV1(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    model2d = InceptionV1(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, logits_pool=logits_pool)
     if weights_2d is not None:
         state = weights_2d if isinstance(weights_2d, Mapping) else load_state_dict_file(weights_2d)
         fit_state_dict(model2d, state, what="2D Inception-v1 weights")
@@ -52,13 +53,19 @@ def _inflate(in_chans: int, num_classes: int, t: int, pad_mode: str, drop_rate: 
 @register_model("i3d_rgb")
 def i3d_rgb(num_classes: int = 400, *, t: int = 64, pad_mode: str = "zeros", drop_rate: float = 0.5,
             weights: Optional[str | os.PathLike[str]] = None,
-            weights_2d: Optional[str | os.PathLike[str] | Mapping[str, torch.Tensor]] = None) -> nn.Module:
+            weights_2d: Optional[str | os.PathLike[str] | Mapping[str, torch.Tensor]] = None,
+            logits_pool: str = "valid") -> nn.Module:
     """The RGB stream: (B, 3, T, 224, 224) clips in [-1, 1] → (B, num_classes) logits.
 
     ``weights``: a DeepMind checkpoint or a PyTorch-port state dict of the 3D network.
     ``weights_2d``: a 2D Inception-v1 state dict to bootstrap from (the paper's ImageNet start).
+    ``logits_pool``: "valid", the paper's 2×7×7 VALID average pool, then logits averaged over
+    time (DeepMind's network; needs 224² crops and at least 9 frames); or "adaptive", one
+    average over the whole (T', H', W') feature map, as modern video backbones pool, for any
+    crop size and clip length (fine-tuning at 112² or 160²). Both take the same weights; on
+    a 224² clip whose length gives T' = 2 they agree exactly.
     """
-    model = _inflate(3, num_classes, t, pad_mode, drop_rate, weights_2d)
+    model = _inflate(3, num_classes, t, pad_mode, drop_rate, weights_2d, logits_pool)
     if weights is not None:
         load_i3d_weights(model, weights)
     return model.eval()
@@ -67,9 +74,11 @@ def i3d_rgb(num_classes: int = 400, *, t: int = 64, pad_mode: str = "zeros", dro
 @register_model("i3d_flow")
 def i3d_flow(num_classes: int = 400, *, t: int = 64, pad_mode: str = "zeros", drop_rate: float = 0.5,
              weights: Optional[str | os.PathLike[str]] = None,
-             weights_2d: Optional[str | os.PathLike[str] | Mapping[str, torch.Tensor]] = None) -> nn.Module:
-    """The optical-flow stream: (B, 2, T, 224, 224) x/y flow scaled to [-1, 1] → logits."""
-    model = _inflate(2, num_classes, t, pad_mode, drop_rate, weights_2d)
+             weights_2d: Optional[str | os.PathLike[str] | Mapping[str, torch.Tensor]] = None,
+             logits_pool: str = "valid") -> nn.Module:
+    """The optical-flow stream: (B, 2, T, 224, 224) x/y flow scaled to [-1, 1] → logits
+    (``logits_pool`` as for :func:`i3d_rgb`)."""
+    model = _inflate(2, num_classes, t, pad_mode, drop_rate, weights_2d, logits_pool)
     if weights is not None:
         load_i3d_weights(model, weights)
     return model.eval()
@@ -91,11 +100,14 @@ class TwoStreamI3D(nn.Module):
 @register_model("i3d_two_stream")
 def i3d_two_stream(num_classes: int = 400, *, t: int = 64, pad_mode: str = "zeros", drop_rate: float = 0.5,
                    rgb_weights: Optional[str | os.PathLike[str]] = None,
-                   flow_weights: Optional[str | os.PathLike[str]] = None) -> TwoStreamI3D:
+                   flow_weights: Optional[str | os.PathLike[str]] = None,
+                   logits_pool: str = "valid") -> TwoStreamI3D:
     """Both streams; each takes its own input. Add softmax to the summed logits for probabilities."""
     return TwoStreamI3D(
-        i3d_rgb(num_classes, t=t, pad_mode=pad_mode, drop_rate=drop_rate, weights=rgb_weights),
-        i3d_flow(num_classes, t=t, pad_mode=pad_mode, drop_rate=drop_rate, weights=flow_weights),
+        i3d_rgb(num_classes, t=t, pad_mode=pad_mode, drop_rate=drop_rate, weights=rgb_weights,
+                logits_pool=logits_pool),
+        i3d_flow(num_classes, t=t, pad_mode=pad_mode, drop_rate=drop_rate, weights=flow_weights,
+                 logits_pool=logits_pool),
     ).eval()
 
 

@@ -16,9 +16,10 @@ from timm.layers.conv2d_same import Conv2dSame
 from timm.layers.pool2d_same import MaxPool2dSame
 from torch import nn
 
+from ..core.errors import InvalidInputError
 from .registry import register_preset
 
-__all__ = ["InceptionV1", "Unit", "Mixed", "MIXED_WIDTHS", "inception_v1_bn"]
+__all__ = ["InceptionV1", "Unit", "Mixed", "MIXED_WIDTHS", "LOGITS_POOLS", "inception_v1_bn"]
 
 # [Branch_0 | Branch_1 1×1 → 3×3 | Branch_2 1×1 → 3×3 | Branch_3 pool → 1×1] output widths.
 MIXED_WIDTHS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -64,12 +65,19 @@ class Mixed(nn.Module):
         return torch.cat([self.Branch_0(x), self.Branch_1(x), self.Branch_2(x), self.Branch_3(x)], dim=1)
 
 
-class Logits(nn.Module):
-    """7×7 average pool (VALID, stride 1) → dropout → 1×1 conv with bias."""
+LOGITS_POOLS = ("valid", "adaptive")
 
-    def __init__(self, in_channels: int, num_classes: int, drop_rate: float) -> None:
+
+class Logits(nn.Module):
+    """7×7 average pool (VALID, stride 1) → dropout → 1×1 conv with bias.
+
+    ``pool="adaptive"`` averages the whole feature map instead (any input size); the module
+    keeps its name, so checkpoints load either way (the pool has no weights).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, drop_rate: float, pool: str = "valid") -> None:
         super().__init__()
-        self.AvgPool_0a_7x7 = nn.AvgPool2d(7, stride=1)
+        self.AvgPool_0a_7x7 = nn.AvgPool2d(7, stride=1) if pool == "valid" else nn.AdaptiveAvgPool2d(1)
         self.Dropout_0b = nn.Dropout(drop_rate)
         self.Conv3d_0c_1x1 = Unit(in_channels, num_classes, use_bn=False, activation=False)
 
@@ -80,8 +88,11 @@ class Logits(nn.Module):
 class InceptionV1(nn.Module):
     """Inception-v1 (BN) in I3D's layout. Input (B, in_chans, 224, 224) → logits (B, num_classes)."""
 
-    def __init__(self, num_classes: int = 400, in_chans: int = 3, drop_rate: float = 0.5) -> None:
+    def __init__(self, num_classes: int = 400, in_chans: int = 3, drop_rate: float = 0.5,
+                 logits_pool: str = "valid") -> None:
         super().__init__()
+        if logits_pool not in LOGITS_POOLS:
+            raise InvalidInputError(f"logits_pool must be one of {', '.join(LOGITS_POOLS)}, got {logits_pool!r}")
         self.num_classes = num_classes
         self.Conv3d_1a_7x7 = Unit(in_chans, 64, 7, 2)
         self.MaxPool3d_2a_3x3 = MaxPool2dSame(3, 2)
@@ -98,13 +109,15 @@ class InceptionV1(nn.Module):
                 setattr(self, name, block)
                 channels = block.out_channels
         self.num_features = channels
-        self.Logits = Logits(channels, num_classes, drop_rate)
+        self.Logits = Logits(channels, num_classes, drop_rate, logits_pool)
         # What inflate_model and load_inflated read (timm's conventions).
         self.pretrained_cfg = {"architecture": "inception_v1_bn", "input_size": (in_chans, 224, 224),
                                "first_conv": "Conv3d_1a_7x7.conv", "classifier": "Logits.Conv3d_0c_1x1.conv",
                                "num_classes": num_classes}
         self.inflate_source = "inception_v1_bn"
         self.inflate_source_kwargs = {"num_classes": num_classes, "in_chans": in_chans}
+        if logits_pool != "valid":  # saved models rebuild with it; older files hold no entry (VALID)
+            self.inflate_source_kwargs["logits_pool"] = logits_pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for name, module in self.named_children():
@@ -115,6 +128,7 @@ class InceptionV1(nn.Module):
 
 
 @register_preset("inception_v1_bn")
-def inception_v1_bn(num_classes: int = 400, in_chans: int = 3, drop_rate: float = 0.5) -> InceptionV1:
-    """The 2D Inception-v1 (BN) of I3D's layout."""
-    return InceptionV1(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+def inception_v1_bn(num_classes: int = 400, in_chans: int = 3, drop_rate: float = 0.5,
+                    logits_pool: str = "valid") -> InceptionV1:
+    """The 2D Inception-v1 (BN) of I3D's layout; ``logits_pool`` "valid" (7×7) or "adaptive" (global)."""
+    return InceptionV1(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, logits_pool=logits_pool)

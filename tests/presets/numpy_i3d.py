@@ -94,3 +94,10 @@ def logits(clip: np.ndarray, variables: dict) -> np.ndarray:
     head = variables["params"]["Logits/Conv3d_0c_1x1"]["Conv_0"]
     out = np.tensordot(pooled, head["kernel"][0, 0, 0].astype(np.float64), axes=([3], [0])) + head["bias"]
     return out[:, 0, 0].mean(axis=0)
+
+
+def adaptive_logits(clip: np.ndarray, variables: dict) -> np.ndarray:
+    """Logits (400,) with the adaptive head: the Mixed_5c features averaged over (T', H', W'), then the 1×1×1 conv."""
+    pooled = features(clip, variables).mean(axis=(0, 1, 2))
+    head = variables["params"]["Logits/Conv3d_0c_1x1"]["Conv_0"]
+    return pooled @ head["kernel"][0, 0, 0].astype(np.float64) + head["bias"]

@@ -13,6 +13,7 @@ from inflate.models import create_model
 from inflate.presets.i3d import (TwoStreamI3D, deepmind_checkpoint_path, flow_clip, load_i3d_weights,
                                  read_video, rgb_clip)
 from inflate.presets.inception_v1 import InceptionV1
+from inflate.checks import boring_clip
 from inflate.testing import randomize_weights
 
 from . import numpy_i3d
@@ -218,3 +219,60 @@ def test_onnx_export_verified(tmp_path: Path) -> None:
     assert report.max_abs_torch > 1.0  # the output is not just the logits' bias
     print(f"\ni3d_rgb ONNX: opset {report.opset}, max |Δ| {report.max_abs_diff:.3g} ({report.max_rel_diff:.3g} relative)")
     assert report.passed
+
+
+@needs_checkpoint
+@pytest.mark.parametrize("frames, size", [(8, 112), (6, 160)], ids=["8x112", "6x160"])
+def test_adaptive_logits_pool_matches_numpy_at_fine_tuning_sizes(frames: int, size: int) -> None:
+    # The VALID 2×7×7 pool refuses these clips; the adaptive head averages whatever map Mixed_5c gives.
+    variables = numpy_i3d.read(str(CHECKPOINT))
+    model = create_model("i3d_rgb", weights=CHECKPOINT, logits_pool="adaptive").double()
+    clip = np.random.default_rng(1).uniform(-1, 1, (frames, size, size, 3))
+    expected = numpy_i3d.adaptive_logits(clip, variables)
+    with torch.no_grad():
+        got = model(torch.from_numpy(clip).permute(3, 0, 1, 2)[None])[0].numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9 * np.abs(expected).max())
+
+
+def test_adaptive_and_valid_logits_pools_agree_where_the_valid_pool_is_global() -> None:
+    # A 16-frame 224² clip reaches Mixed_5c as 2×7×7: the VALID pool's one window is the whole map.
+    state = random_inception().state_dict()
+    valid = create_model("i3d_rgb", t=16, weights_2d=state)
+    adaptive = create_model("i3d_rgb", t=16, weights_2d=state, logits_pool="adaptive")
+    clip = torch.rand(1, 3, 16, 224, 224) * 2 - 1
+    with torch.no_grad():
+        expected, got = valid(clip), adaptive(clip)
+    assert expected.abs().max() > 1.0
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("size", [112, 160])
+def test_adaptive_logits_pool_bootstrapped_at_small_crops(size: int) -> None:
+    # Bootstrapped from a 2D Inception-v1 with the same adaptive head: a boring 8-frame clip of a
+    # 112² or 160² image gives the 2D model's logits on that image (replicate padding: exact).
+    model2d = randomize_weights(InceptionV1(logits_pool="adaptive").eval(), input_size=(3, 224, 224))
+    model3d = create_model("i3d_rgb", t=8, pad_mode="replicate", weights_2d=model2d.state_dict(),
+                           logits_pool="adaptive")
+    image = torch.randn(2, 3, size, size)
+    report = check_boring_video(model2d, model3d, t=8, image=image)
+    print(f"\nadaptive logits pool at {size}²: {report}")
+    assert report.passed, str(report)
+    with pytest.raises(ShapeMismatchError, match=r"average pooling with a \(2, 7, 7\)"):
+        with torch.no_grad():
+            create_model("i3d_rgb", t=8, weights_2d=model2d.state_dict())(boring_clip(image, 8))
+
+
+def test_logits_pool_is_checked() -> None:
+    with pytest.raises(InvalidInputError, match="logits_pool must be one of valid, adaptive, got 'global'"):
+        create_model("i3d_rgb", logits_pool="global")
+
+
+def test_logits_pool_is_kept_by_saved_models(tmp_path: Path) -> None:
+    from inflate.export import load_inflated, save_safetensors
+
+    model = create_model("i3d_rgb", t=8, logits_pool="adaptive")
+    save_safetensors(model, tmp_path / "i3d.safetensors")
+    loaded = load_inflated(tmp_path / "i3d.safetensors")
+    clip = torch.rand(1, 3, 8, 112, 112) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip), model(clip))

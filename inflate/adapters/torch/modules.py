@@ -36,6 +36,7 @@ __all__ = [
     "InflatedConv3d",
     "InflatedMaxPool3d",
     "InflatedAvgPool3d",
+    "avg_pool3d",
     "InflatedBatchNorm3d",
     "BatchNormAct3d",
     "Upsample3d",
@@ -152,6 +153,48 @@ def _check_window_fits(x: torch.Tensor, kernel: Sequence[int], padding: Sequence
             f"{what} with a {tuple(kernel)} window on a (T, H, W) = {tuple(x.shape[2:])} input", tuple(kernel),
             tuple(x.shape[2:]), "the clip is too short or too small for this model: give more frames or a larger crop",
         )
+
+
+def _pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output length (the last window must start inside the input or its
+    front padding under ``ceil_mode``)."""
+    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def avg_pool3d(
+    x: torch.Tensor,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int] = (0, 0, 0),
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> torch.Tensor:
+    """``F.avg_pool3d`` that accepts every input ``F.avg_pool2d`` accepts, with the same values.
+
+    (B, C, T, H, W) → (B, C, T', H', W'). ``F.avg_pool3d`` refuses an input smaller than the
+    window before padding (``input image (T: 4 H: 2 W: 2) smaller than kernel size``) where
+    ``F.avg_pool2d`` pools the padded input: inception_v3/v4 at 128² end on 2×2 maps under a
+    3×3 padded pool. There the padding is applied explicitly and the op pools the padded
+    input: windows and divisors are the padded op's (``count_include_pad=False`` divides by
+    the pooled count of real elements instead), and under ``ceil_mode`` the extra last
+    window the unpadded op would not start is cut off.
+    """
+    kernel, stride, padding = tuple(kernel), tuple(stride), tuple(padding)
+    if all(x.shape[2 + i] >= kernel[i] for i in range(3)):
+        return F.avg_pool3d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    pads = (padding[2], padding[2], padding[1], padding[1], padding[0], padding[0])
+    y = F.avg_pool3d(F.pad(x, pads), kernel, stride, 0, ceil_mode, True, divisor_override)
+    if divisor_override is None and not count_include_pad and any(padding):
+        ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+        y = y / F.avg_pool3d(F.pad(ones, pads), kernel, stride, 0, ceil_mode, True)
+    if ceil_mode:
+        sizes = [_pool_output_size(x.shape[2 + i], kernel[i], stride[i], padding[i], True) for i in range(3)]
+        y = y[:, :, :sizes[0], :sizes[1], :sizes[2]]
+    return y
 
 
 class InflatedConv3d(nn.Conv3d):
@@ -325,7 +368,10 @@ class InflatedMaxPool3d(nn.MaxPool3d):
 
 
 class InflatedAvgPool3d(nn.AvgPool3d):
-    """3D average pooling with separate temporal padding and optional TF "SAME" spatial padding."""
+    """3D average pooling with separate temporal padding and optional TF "SAME" spatial padding.
+
+    Takes every input the 2D pool takes, a padded window larger than the feature map
+    included (see :func:`avg_pool3d`)."""
 
     def __init__(
         self,
@@ -362,7 +408,8 @@ class InflatedAvgPool3d(nn.AvgPool3d):
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], (1, 1))
         _check_window_fits(x, self.kernel_size, self.padding, "average pooling")
-        return super().forward(x)
+        return avg_pool3d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                          self.divisor_override)
 
 
 class InflatedBatchNorm3d(nn.BatchNorm3d):

@@ -107,7 +107,10 @@ def _pool_fn(rw: Rewriter, node: fx.Node, kind: str) -> HandlerResult:
     else:
         ceil_mode = bool(arg(node, 4, "ceil_mode", False))
         include = bool(arg(node, 5, "count_include_pad", True))
-        out = rw.call_function(F.avg_pool3d, x, op.kernel, op.stride, (0, *padding), ceil_mode, include)
+        divisor = arg(node, 6, "divisor_override", None)
+        # modules.avg_pool3d takes every map avg_pool2d takes (a padded window larger than the map)
+        out = rw.call_function(m3d.avg_pool3d, x, op.kernel, op.stride, (0, *padding), ceil_mode, include,
+                               None if divisor is None else int(divisor) * op.kernel[0])
     rw.note(LayerRecord.of(path, f"F.{kind}2d", f"F.{kind}3d", op))
     return out, clip
 
