@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.nn.functional as F
 from torch import fx, nn
 
 from ....core.spec import OpSpec
 from .. import modules as m3d
 from ..registry import handles
-from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter
+from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, node_path
 from ._common import first_clip, module_weights, set_params
 
 __all__ = ["batch_norm_result"]
@@ -48,3 +49,17 @@ def group_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
     rw.note(LayerRecord(path, type(module).__name__, type(module).__name__, "per-frame", kind=op.kind))
     return rw.call_module(path, x), clip
 
+
+
+@handles("group_norm", F.group_norm)
+def group_norm_function(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """``F.group_norm`` (timm's GroupNormAct, GroupNorm1): as the module, statistics over
+    (C/G, T, H, W) with time behind the channels."""
+    path = node_path(node)
+    op, _ = rw.inflate_op(OpSpec("group_norm", path, role=rw.role(path)))
+    x, clip = first_clip(rw, node)
+    replaced = {}
+    if clip.td < 2:
+        replaced[node.args[0]], clip = rw.move_time(x, clip, 2)
+    rw.note(LayerRecord(path, "F.group_norm", "F.group_norm", "per-frame", kind=op.kind))
+    return rw.emit_like(node, *rw.substitute(node, replaced)), clip
