@@ -12,5 +12,6 @@ echo "######## issue 10: training"
 SKIP_BENCH=${SKIP_TRAIN_BENCH:-} bash benchmarks/gpu_train_check.sh
 echo "######## issue 15: speed"
 timeout 170 python3 benchmarks/speed.py --device cuda --repeats "${SPEED_REPEATS:-10}"
+timeout 60 python3 benchmarks/profile_step.py --device cuda --depthwise --kt 7
 echo "######## issue 11: flow"
 bash benchmarks/gpu_flow_check.sh

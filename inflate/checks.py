@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .core.errors import InvalidInputError, ShapeMismatchError
+from .core.geometry import check_clip_length
 
 __all__ = ["BoringVideoReport", "OrderReport", "check_boring_video", "check_order_sensitivity", "boring_clip",
            "frame_orders"]
@@ -135,8 +136,7 @@ def check_boring_video(
     """
     if t is None:
         t = getattr(getattr(model3d, "inflation", None), "t", 8)
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+    check_clip_length(t)
     device, dtype = _device_dtype(model3d)
     if image is None:
         generator = torch.Generator().manual_seed(seed)
@@ -197,8 +197,7 @@ def check_order_sensitivity(
     if clip is None:
         if t is None:
             t = getattr(getattr(model3d, "inflation", None), "t", 8)
-        if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-            raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+        check_clip_length(t)
         channels, height, width = _input_size(model3d)
         clip = torch.randn(1, channels, t, height, width, generator=generator)
     if clip.dim() != 5:

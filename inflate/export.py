@@ -19,12 +19,14 @@ import torch
 from torch import nn
 
 from . import __version__
+from .core import metadata as core_metadata
 from .core.errors import InflateError, InvalidInputError
 from .core.files import require_input_file
 from .io import atomic_output, fit_state_dict, load_state_dict_file
 
 __all__ = [
     "inflation_metadata",
+    "model_metadata",
     "save_safetensors",
     "save_pt",
     "export_onnx",
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 FORMATS = ("safetensors", "onnx", "pt")
-METADATA_KEY = "inflate"
+METADATA_KEY = core_metadata.METADATA_KEY
 ONNX_TOLERANCE = 1e-4
 
 
@@ -50,14 +52,14 @@ def _settings(model3d: nn.Module) -> Any:
 
 
 def inflation_metadata(model3d: nn.Module) -> dict[str, Any]:
-    """What is needed to rebuild ``model3d``: a JSON-able dict."""
+    """What is needed to rebuild ``model3d``: a JSON-able dict (the "model" fields of
+    :mod:`inflate.core.metadata`)."""
     s = _settings(model3d)
     if s.overrides is not None and not isinstance(s.overrides, dict):
         overrides: Any = "callable"
     else:
         overrides = s.overrides
     return {
-        "format_version": 1,
         "source": s.source,
         "source_kwargs": dict(s.source_kwargs),
         "t": s.t,
@@ -70,6 +72,11 @@ def inflation_metadata(model3d: nn.Module) -> dict[str, Any]:
         "tubelet": s.tubelet,
         "library_version": s.library_version,
     }
+
+
+def model_metadata(model3d: nn.Module) -> str:
+    """``model3d``'s metadata string, as files and checkpoints store it under ``inflate``."""
+    return core_metadata.write_metadata("model", inflation_metadata(model3d))
 
 
 def _state_dict(model3d: nn.Module) -> dict[str, torch.Tensor]:
@@ -94,7 +101,7 @@ def save_safetensors(model3d: nn.Module, path: str | os.PathLike[str], *, force:
     """
     from safetensors.torch import save_file
 
-    meta = {METADATA_KEY: json.dumps(inflation_metadata(model3d))}
+    meta = {METADATA_KEY: model_metadata(model3d)}
     for key, value in (extra_metadata or {}).items():
         if key == METADATA_KEY:
             raise InvalidInputError(f"extra metadata cannot replace the '{METADATA_KEY}' entry")
@@ -106,7 +113,7 @@ def save_safetensors(model3d: nn.Module, path: str | os.PathLike[str], *, force:
 
 def save_pt(model3d: nn.Module, path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Write {"state_dict", "inflate"} with torch.save; readable with weights_only=True."""
-    payload = {"state_dict": _state_dict(model3d), METADATA_KEY: json.dumps(inflation_metadata(model3d))}
+    payload = {"state_dict": _state_dict(model3d), METADATA_KEY: model_metadata(model3d)}
     with atomic_output(path, force) as temporary:
         torch.save(payload, str(temporary))
     return Path(path)
@@ -197,7 +204,7 @@ def export_onnx(
                 )
         proto = onnx.load(str(temporary))
         entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(inflation_metadata(model3d))
+        entry.key, entry.value = METADATA_KEY, model_metadata(model3d)
         onnx.save(proto, str(temporary))
         onnx.checker.check_model(str(temporary), full_check=True)
         used_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -273,92 +280,28 @@ def _forward_arg_names(model: nn.Module) -> list[str]:
     return [p for p in inspect.signature(model.forward).parameters if p != "self"]
 
 
-# What a file's metadata may hold: the keys this library writes, each with its value type.
-# Anything else is refused: metadata must never choose what the library downloads or reads
-# (timm's pretrained, pretrained_cfg_overlay, checkpoint_path, ... are not accepted).
-_META_FIELDS: dict[str, tuple[type, ...]] = {
-    "format_version": (int,), "source": (str,), "source_kwargs": (dict,), "t": (int,), "policy": (str,),
-    "init": (str,), "pad_mode": (str,), "overrides": (dict, str, type(None)), "input_size": (list,),
-    "attention": (str, type(None)), "tubelet": (int, type(None)), "library_version": (str,),
-}
-# The 2D constructor arguments the library records (convert.py's _source_kwargs): plain sizes.
-_SOURCE_KWARGS: dict[str, tuple[type, ...]] = {"num_classes": (int,), "in_chans": (int,)}
-_REQUIRED = ("source", "t", "policy", "init", "pad_mode", "input_size")
-# `inflate weights` records what it did, not a model: these keys only.
-_WEIGHTS_FIELDS: dict[str, tuple[type, ...]] = {
-    "format_version": (int,), "source_file": (str,), "t": (int,), "policy": (str,), "init": (str,), "kind": (str,),
-}
-
-
-def _int_like(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def validate_metadata(meta: object, path: object) -> dict[str, Any]:
-    """The file's ``inflate`` metadata, checked against what this library writes.
-
-    Only known keys with values of the recorded types pass; ``source`` must name a timm
-    model or preset, ``source_kwargs`` may hold only integer sizes. Raises InvalidInputError
-    naming the first key at fault.
+    """The file's ``inflate`` metadata, checked against what this library writes
+    (:func:`inflate.core.metadata.validate_metadata`); a model file's ``source`` must also
+    name a timm model or preset. Raises InvalidInputError naming the first key at fault.
     """
-    if not isinstance(meta, dict):
-        raise InvalidInputError(f"{path}: its '{METADATA_KEY}' metadata is a JSON {type(meta).__name__}, "
-                                "not an object; the file was not written by inflate or was altered")
-    where = f"{path}: metadata"
-    allowed = _WEIGHTS_FIELDS if meta.get("kind") == "weights" else _META_FIELDS
-    for key, value in meta.items():
-        if key not in allowed:
-            raise InvalidInputError(f"{where} key {key!r} is not one inflate writes; refused (a model file may not "
-                                    f"set it). Known keys: {', '.join(allowed)}")
-        kinds = allowed[key]
-        if not isinstance(value, kinds) or (int in kinds and isinstance(value, bool)):
-            raise InvalidInputError(f"{where} {key!r} is a {type(value).__name__}; expected "
-                                    f"{' or '.join('null' if k is type(None) else k.__name__ for k in kinds)}")
-    if allowed is _WEIGHTS_FIELDS:
-        return meta
-    missing = [k for k in _REQUIRED if k not in meta]
-    if missing:
-        raise InvalidInputError(f"{where} lacks {', '.join(repr(k) for k in missing)}; it was not written by inflate")
-    for key, value in (meta.get("source_kwargs") or {}).items():
-        if key not in _SOURCE_KWARGS:
-            raise InvalidInputError(f"{where} source_kwargs {key!r} is not one inflate writes; refused (only "
-                                    f"{', '.join(_SOURCE_KWARGS)} are accepted: a model file may not ask for "
-                                    "downloads, URLs or other files)")
-        if not _int_like(value) or value < 0:
-            raise InvalidInputError(f"{where} source_kwargs {key!r} must be an integer >= 0, got {value!r}")
-    size = meta["input_size"]
-    if len(size) != 3 or not all(_int_like(v) and v > 0 for v in size):
-        raise InvalidInputError(f"{where} 'input_size' must be three positive integers (C, H, W), got {size!r}")
-    if meta["t"] < 1:
-        raise InvalidInputError(f"{where} 't' must be >= 1, got {meta['t']}")
-    overrides = meta.get("overrides")
-    if isinstance(overrides, str) and overrides != "callable":
-        raise InvalidInputError(f"{where} 'overrides' must be an object or null, got the string {overrides!r}")
-    if isinstance(overrides, dict):
-        for pattern, value in overrides.items():
-            fields = value if isinstance(value, dict) else {"kernel": value}
-            if not all(k in ("kernel", "stride", "padding", "init") for k in fields) or \
-                    not all(_int_like(v) or isinstance(v, (str, list)) for v in fields.values()):
-                raise InvalidInputError(f"{where} override {pattern!r} = {value!r} is not one inflate writes")
-    source = meta["source"]
-    import timm
+    return _check_source(core_metadata.validate_metadata(meta, path), path)
 
-    from .models import list_presets
 
-    if not timm.is_model(source) and source not in list_presets():
-        raise InvalidInputError(f"{where} 'source' {source!r} is not a timm model or preset name; refused")
+def _check_source(meta: dict[str, Any], path: object) -> dict[str, Any]:
+    if meta.get("kind", "model") == "model":
+        import timm
+
+        from .models import list_presets
+
+        source = meta["source"]
+        if not timm.is_model(source) and source not in list_presets():
+            raise InvalidInputError(f"{path}: metadata 'source' {source!r} is not a timm model or preset name; refused")
     return meta
 
 
 def _decode_metadata(raw: object, path: Path) -> dict[str, Any]:
-    if not isinstance(raw, str):
-        raise InvalidInputError(f"{path}: its '{METADATA_KEY}' metadata is a {type(raw).__name__}, not a JSON string")
-    try:
-        meta = json.loads(raw)
-    except ValueError as error:
-        raise InvalidInputError(f"{path}: its '{METADATA_KEY}' metadata is not valid JSON ({error}); the file was "
-                                "altered or not written by inflate") from None
-    return validate_metadata(meta, path)
+    return _check_source(core_metadata.read_metadata(raw, path), path)
 
 
 def _read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -23,8 +23,8 @@ RandomizeOpt = Annotated[Optional[bool], typer.Option(
 def check(
     model: ModelArg,
     time: TimeOpt = 8,
-    policy: PolicyOpt = "i3d",
-    init: InitOpt = "tile",
+    policy: PolicyOpt = None,
+    init: InitOpt = None,
     pad_mode: PadModeOpt = None,
     override: OverrideOpt = None,
     attention: AttentionOpt = None,
@@ -45,15 +45,15 @@ def check(
 
     validate_time(time)
     validate_num_classes(num_classes)
-    validate_policy(policy, init, pad_mode, attention, tubelet)
+    resolved = validate_policy(policy, init, pad_mode, attention, tubelet)
     overrides = parse_overrides(override)
     model2d = build_2d(model, pretrained, weights, num_classes)
-    check_tubelet(model, model2d, time, policy, tubelet)
+    check_tubelet(model, model2d, time, resolved.name, tubelet)
     check_memory(model, model2d, time, tuple(default_input_size(model2d)), "check")
     randomize = randomize if randomize is not None else not (pretrained or weights)
     if randomize:
         randomize_weights(model2d)
-    model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=policy, init=init,
+    model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=resolved.name, init=init,
                                             pad_mode=pad_mode, overrides=overrides,
                                             attention=attention, tubelet=tubelet)
     check_options_apply(model, report, time, attention, overrides)
@@ -71,7 +71,8 @@ def check(
     lines += [str(boring), str(order),
               f"{model} t={time}: {'all checks passed' if passed else 'CHECKS FAILED'}"]
     payload = {
-        "model": model, "t": time, "policy": policy, "init": init, "pad_mode": model3d.inflation.pad_mode,
+        "model": model, "t": time, "policy": model3d.inflation.policy, "init": model3d.inflation.init,
+        "pad_mode": model3d.inflation.pad_mode,
         "passed": passed,
         "boring_video": {"max_abs_error": boring.max_abs_error, "max_rel_error": boring.max_rel_error,
                          "passed": boring.passed},

@@ -13,6 +13,7 @@ import typer
 from torch import nn
 
 from ..core.errors import InvalidInputError
+from ..core.geometry import check_clip_length
 
 
 def build_2d(model: str, pretrained: bool, weights: Optional[Path], num_classes: Optional[int]) -> nn.Module:
@@ -39,18 +40,34 @@ def parse_overrides(items: Optional[list[str]]) -> Optional[dict[str, dict[str, 
 
 
 def validate_time(t: int) -> None:
-    if t < 1:
-        raise InvalidInputError(f"--time must be >= 1 frame, got {t}")
+    check_clip_length(t, "--time")
 
 
-def validate_policy(policy: str, init: Optional[str], pad_mode: Optional[str], attention: Optional[str],
-                    tubelet: Optional[int]) -> None:
-    """Resolve the policy options once, before any slow step, so that a typo fails at once."""
+DEFAULT_POLICY = "i3d"
+
+
+def validate_policy(policy: Optional[str], init: Optional[str], pad_mode: Optional[str], attention: Optional[str],
+                    tubelet: Optional[int]) -> Any:
+    """Resolve the policy options once, before any slow step, so that a typo fails at once.
+
+    ``policy`` None is :data:`DEFAULT_POLICY`; ``init`` None is the policy's own. Returns
+    the resolved :class:`~inflate.core.policy.Policy` (its ``name`` and ``init`` are what
+    the command reports).
+    """
     from ..core import get_policy
 
     if tubelet is not None and tubelet < 1:
         raise InvalidInputError(f"--tubelet must be >= 1 frame, got {tubelet}")
-    get_policy(policy, init=init, pad_mode=pad_mode, attention=attention, tubelet=tubelet)
+    return get_policy(policy or DEFAULT_POLICY, init=init, pad_mode=pad_mode, attention=attention, tubelet=tubelet)
+
+
+def refuse_options(given: list[tuple[str, object]], what: str, fix: str) -> None:
+    """Refuse the first option of ``given`` (name, value) that was set (a value other than
+    None or False): it does not apply to ``what``. One line: the option, why, ``fix``."""
+    names = [f"{name} {value}" if isinstance(value, (int, str)) and not isinstance(value, bool) else name
+             for name, value in given if value is not None and value is not False]
+    if names:
+        raise InvalidInputError(f"{names[0]} does not apply to {what}; {fix}")
 
 
 def validate_num_classes(num_classes: Optional[int]) -> None:

@@ -10,8 +10,8 @@ import typer
 ModelArg = Annotated[str, typer.Argument(help="A timm model name (see `inflate list`), or a preset name.",
                                          show_default=False)]
 TimeOpt = Annotated[int, typer.Option("--time", "-t", help="Clip length in frames the model is made and checked for.")]
-PolicyOpt = Annotated[str, typer.Option("--policy", help="Inflation policy (see `inflate list --policies`).")]
-InitOpt = Annotated[str, typer.Option("--init", help="Weight bootstrapping: tile (repeat / k_t) or center.")]
+PolicyOpt = Annotated[Optional[str], typer.Option("--policy", help="Inflation policy (see `inflate list --policies`; default i3d).", show_default=False)]
+InitOpt = Annotated[Optional[str], typer.Option("--init", help="Weight bootstrapping: tile (repeat / k_t) or center (default: the policy's own, tile for the built-in ones).", show_default=False)]
 PadModeOpt = Annotated[Optional[str], typer.Option("--pad-mode", help="Temporal padding: replicate (exact on boring clips; the default) or zeros (TF SAME; the I3D presets' default).")]
 PretrainedOpt = Annotated[bool, typer.Option("--pretrained/--no-pretrained", help="Download the 2D model's weights from the hub.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Local 2D weights: .safetensors, or .pth/.pt (loaded with weights_only=True).", exists=False)]

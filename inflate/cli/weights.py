@@ -18,8 +18,8 @@ def weights(
     source: Annotated[Path, typer.Argument(help="2D weights: .safetensors (streamed) or .pth/.pt (weights_only=True).")],
     output: Annotated[Path, typer.Argument(help="Output .safetensors file.")],
     time: TimeOpt = 8,
-    policy: PolicyOpt = "i3d",
-    init: InitOpt = "tile",
+    policy: PolicyOpt = None,
+    init: InitOpt = None,
     override: OverrideOpt = None,
     target: Annotated[Optional[Path], typer.Option("--target", help="A 3D weight file whose shapes decide every kernel's temporal size.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
@@ -31,17 +31,17 @@ def weights(
     from ..core.files import check_output_path
 
     validate_time(time)
-    validate_policy(policy, init, None, None, None)
+    resolved = validate_policy(policy, init, None, None, None)
     if output.suffix.lower() != ".safetensors":
         raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
                                 ".safetensors suffix")
     check_output_path(output, force)
-    plans = inflate_weights_file(source, output, time, policy=policy, init=init, overrides=parse_overrides(override),
+    plans = inflate_weights_file(source, output, time, policy=resolved, overrides=parse_overrides(override),
                                  target=target, force=force)
     inflated = [p for p in plans if p.time_kernel is not None]
     size = output.stat().st_size
     lines = [f"{p.key}: {p.shape2d} -> {p.shape3d}" for p in inflated]
     lines.append(f"wrote {output} ({human_bytes(size)}): {len(inflated)} kernels inflated, "
-                 f"{len(plans) - len(inflated)} tensors copied, t={time}, policy {policy}, init {init}")
+                 f"{len(plans) - len(inflated)} tensors copied, t={time}, policy {resolved.name}, init {resolved.init}")
     emit({"output": str(output), "bytes": size, "inflated": {p.key: list(p.shape3d) for p in inflated},
           "copied": len(plans) - len(inflated)}, as_json, lines, quiet)

@@ -50,7 +50,8 @@ class ShapeMismatchError(InflateError, ValueError):
 
 
 class RuleRegistryError(InflateError, KeyError):
-    """A rule was registered twice, or looked up under a key nobody registered."""
+    """A registry (rules, the torch adapter's handlers, policies, presets) was given a key twice,
+    a handler for a kind with no rule, or a lookup under a key nobody registered."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

@@ -22,7 +22,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Union
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, RuleRegistryError
 from .rules import get_rule
 from .spec import OpSpec, TimeSpec
 
@@ -155,9 +155,9 @@ _POLICIES: dict[str, Policy] = {}
 
 
 def register_policy(policy: Policy) -> Policy:
-    """Add a named policy; a name registered twice raises."""
+    """Add a named policy; a name registered twice raises :class:`RuleRegistryError`."""
     if policy.name in _POLICIES:
-        raise InvalidInputError(f"a policy named {policy.name!r} is already registered")
+        raise RuleRegistryError(f"a policy named {policy.name!r} is already registered")
     _POLICIES[policy.name] = policy
     return policy
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .errors import InvalidInputError
+from .geometry import tf_same_pads
 
 __all__ = ["OpSpec", "TimeSpec", "InflatedOp", "Role", "PadMode", "Init", "tf_same_pads"]
 
@@ -19,13 +20,6 @@ PadMode = Literal["replicate", "zeros"]
 Init = Literal["tile", "center"]
 INITS: tuple[str, ...] = ("tile", "center")
 PAD_MODES: tuple[str, ...] = ("replicate", "zeros")
-
-
-def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow "SAME" padding of one axis: (front, back), the odd element at the back."""
-    span = dilation * (kernel - 1) + 1
-    total = max(span - stride, 0) if size % stride == 0 else max(span - size % stride, 0)
-    return total // 2, total - total // 2
 
 
 @dataclass(frozen=True)

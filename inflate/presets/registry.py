@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..core.errors import InvalidInputError
+from ..core.errors import RuleRegistryError
 
 __all__ = ["PRESETS", "MODELS_3D", "register_preset", "register_model"]
 
@@ -18,7 +18,7 @@ MODELS_3D: dict[str, Factory] = {}
 def _registrar(table: dict[str, Factory], what: str, name: str) -> Callable[[Factory], Factory]:
     def decorator(factory: Factory) -> Factory:
         if name in table:
-            raise InvalidInputError(f"a {what} named {name!r} is already registered")
+            raise RuleRegistryError(f"a {what} named {name!r} is already registered")
         table[name] = factory
         return factory
     return decorator

@@ -544,11 +544,9 @@ def _end_epoch(row: dict[str, Any], history: list[dict[str, Any]], run_dir: Path
 
 
 def _metadata_json(model: nn.Module) -> str:
-    import json
+    from ..export import model_metadata
 
-    from ..export import inflation_metadata
-
-    return json.dumps(inflation_metadata(model))
+    return model_metadata(model)
 
 
 def _finish(run_dir: Path, history: list[dict[str, Any]], cfg: TrainConfig, checksums: list[float],

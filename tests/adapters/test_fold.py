@@ -296,3 +296,105 @@ def test_tracing_sees_the_3d_ops(mixed_models: tuple[nn.Module, nn.Module], call
     assert calls["conv2d"] == 0
     with torch.no_grad():
         torch.testing.assert_close(traced(clip), model3d(clip), rtol=1e-5, atol=1e-5)
+
+
+# ----- depthwise convolutions with a time kernel: one 2D depthwise convolution per time tap -----
+
+DEPTHWISE_CASES = [  # (time kernel, frames, time pads, pad mode, time dilation, spatial "same")
+    (3, 5, (1, 1), "replicate", 1, False), (3, 5, (1, 1), "zeros", 1, False), (7, 4, (3, 3), "replicate", 1, False),
+    (7, 4, (3, 3), "zeros", 1, True), (3, 1, (2, 0), "replicate", 1, False), (3, 2, (0, 2), "zeros", 1, False),
+    (3, 6, "same", "replicate", 2, False), (2, 3, (0, 1), "replicate", 1, True), (5, 2, (4, 4), "zeros", 1, False),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+@pytest.mark.parametrize("layout", ["channels_last_3d", "frame_major"])
+def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[str, int]) -> None:
+    kernel_t, frames, time_pads, mode, dilation, same = case
+    torch.manual_seed(0)
+    conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), padding="same" if same else (1, 1), dilation=(dilation, 1, 1),
+                          groups=6, time_pads=time_pads, time_pad_mode=mode)
+    x = in_layout(torch.randn(2, 6, frames, 9, 9), layout)
+    x_taps, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y = conv(x_taps)
+    taps = calls["conv2d"]
+    assert taps >= 1  # ran as 2D depthwise convolutions, one per tap that reads a real frame
+    grad_out = torch.randn_like(y)
+    (y * grad_out).sum().backward()
+    weight_grad, conv.weight.grad = conv.weight.grad, None
+    with frame_folding(False):
+        reference = conv(x_3d)
+    assert calls["conv2d"] == taps  # the reference is F.conv3d
+    (reference * grad_out).sum().backward()
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_taps.grad, x_3d.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)  # sums over B·T·H·W
+
+
+def test_depthwise_time_taps_only_for_depthwise_time_stride_one(calls: dict[str, int]) -> None:
+    x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
+    InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=3, time_pads=(1, 1))(x)  # grouped, not depthwise
+    InflatedConv3d(6, 6, (3, 3, 3), stride=(2, 1, 1), padding=(1, 1), groups=6, time_pads=(1, 1))(x)
+    InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))(x.contiguous())  # not frame-major
+    assert calls["conv2d"] == 0
+
+
+# ----- in-place activations after folded layers -----
+
+
+def _backward_nodes(loss: torch.Tensor) -> set[str]:
+    seen, names, stack = set(), set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+def test_inplace_activations_after_folds_leave_no_copy_slices() -> None:
+    """An in-place ReLU on a folded layer's output (a view) would make autograd clone and copy
+    the whole gradient in the backward pass (CopySlices): a quarter of resnet50's training step."""
+    torch.manual_seed(0)
+    model2d = timm.create_model("resnet10t", num_classes=10)
+    model3d = inflate_model(model2d, t=4, overrides={"*": {"kernel": 1, "stride": 1}}, input_size=(3, 64, 64))
+    x = torch.randn(2, 3, 4, 64, 64).contiguous(memory_format=torch.channels_last_3d)
+    loss = model3d(x).square().mean()
+    assert "CopySlices" not in _backward_nodes(loss)
+    assert not model3d.layer1[0].act1.inplace and model2d.layer1[0].act1.inplace  # the 2D model is untouched
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model3d.named_parameters()}
+    model3d.zero_grad()
+    with frame_folding(False):
+        model3d(x).square().mean().backward()
+    for name, p in model3d.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+class _ReadAfterWrite(nn.Module):
+    """An in-place ReLU whose input is read again afterwards: the write must stay in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.bn(self.conv(x))
+        y = self.act(b)
+        return self.pool(y + b).flatten(1)  # b holds relu(b) by now: 2·relu
+
+
+def test_inplace_activation_kept_where_its_input_is_read_again() -> None:
+    torch.manual_seed(0)
+    model2d = randomize_weights(_ReadAfterWrite().eval(), input_size=(3, 16, 16))
+    model3d = inflate_model(model2d, t=4, input_size=(3, 16, 16)).eval()
+    assert model3d.act.inplace
+    image = torch.randn(1, 3, 16, 16)
+    clip = image.unsqueeze(2).expand(-1, -1, 4, -1, -1).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        torch.testing.assert_close(model3d(clip), model2d(image.clone()), rtol=1e-4, atol=1e-5)

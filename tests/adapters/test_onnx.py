@@ -90,3 +90,13 @@ def test_replicate_padding_is_an_explicit_edge_pad(tmp_path: Path) -> None:
     assert attrs["kernel_shape"] == [3, 3, 3] and attrs["pads"] == [0, 1, 1, 0, 1, 1]
     zeros = inflate_onnx(tmp_path / "conv.onnx", t=4, pad_mode="zeros", overrides={"*": {"kernel": 3, "stride": 1}})
     assert not [n for n in zeros.graph.node if n.op_type == "Pad"]
+
+
+def test_inflated_onnx_metadata_reads_back(tmp_path: Path) -> None:
+    from inflate.export import inspect_file
+
+    model2d = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval()
+    export_2d(model2d, tmp_path / "conv.onnx", 16)
+    onnx.save(inflate_onnx(tmp_path / "conv.onnx", t=4, pad_mode="zeros"), str(tmp_path / "conv3d.onnx"))
+    meta = inspect_file(tmp_path / "conv3d.onnx")["metadata"]
+    assert (meta["kind"], meta["t"], meta["policy"], meta["pad_mode"]) == ("onnx", 4, "i3d", "zeros")

@@ -126,7 +126,7 @@ def test_unknown_model_suggests_close_matches(tmp_path: Path) -> None:
 
 def test_time_zero(tmp_path: Path) -> None:
     code, output = run_error("convert", "resnet18", "--time", 0, "-o", tmp_path / "x.safetensors")
-    assert code == 2 and "--time must be >= 1 frame, got 0" in output
+    assert code == 2 and "--time (the clip length in frames) must be an integer >= 1, got 0" in output
 
 
 def test_unwritable_output(tmp_path: Path) -> None:

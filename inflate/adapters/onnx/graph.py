@@ -28,7 +28,6 @@ average (as I3D averages its logits over time). Imports numpy and onnx only.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,19 +36,17 @@ from typing import Any, Optional
 import numpy as np
 
 from ...core.errors import InflateError, InvalidInputError, UnsupportedOpError
+from ...core.metadata import METADATA_KEY, write_metadata
+from ...core.geometry import (NEG_INF, StemCandidate, axis_to_3d, check_clip_length, find_stem, onnx_pointwise,
+                              pad_mode_for, pad_value, reduce_axes)
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
 from ...core.rules import get_rule
 from ...core.spec import InflatedOp, OpSpec
 
 __all__ = ["inflate_onnx", "SUPPORTED_OPS"]
 
-_UNARY = {
-    "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Clip", "Elu", "Selu", "Celu",
-    "Gelu", "Erf", "Softplus", "Softsign", "Mish", "Identity", "Dropout", "Neg", "Abs", "Exp", "Log", "Sqrt",
-    "Reciprocal", "Floor", "Ceil", "Cast", "Not", "Sign", "Round", "IsNaN", "IsInf", "Sin", "Cos", "ThresholdedRelu",
-}
-_ELEMENTWISE_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "PRelu",
-                          "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Xor", "Mod"}
+_UNARY = onnx_pointwise(broadcasts=False)
+_ELEMENTWISE_BROADCAST = onnx_pointwise(broadcasts=True)
 _NORMS = {"BatchNormalization", "InstanceNormalization"}
 _REDUCE = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
            "ReduceSumSquare", "ReduceLogSumExp"}
@@ -79,8 +76,7 @@ class _Clip:
 
     def to3d(self, axis2d: int) -> int:
         """The 3D index of a 2D axis (negative counts from the end of the 2D tensor)."""
-        axis2d = axis2d + self.rank if axis2d < 0 else axis2d
-        return axis2d if axis2d < self.axis else axis2d + 1
+        return axis_to_3d(axis2d, self.axis, self.rank)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -142,8 +138,7 @@ class _Rewriter:
         self.new_inits: dict[str, Any] = {}
         self.used_names: set[str] = {v for n in self.graph.node for v in n.output} | set(self.inits) | {
             i.name for i in self.graph.input}
-        convs = [n for n in self.graph.node if n.op_type == "Conv"]
-        self.stem = _path(convs[0]) if convs else None
+        self.stem = find_stem(StemCandidate(_path(n), "conv") for n in self.graph.node if n.op_type == "Conv")
         self.records: list[tuple[str, str, int, int]] = []
         self.inflated_kernels: dict[tuple[Any, ...], str] = {}
         self.time_lengths: dict[tuple[str, int], str] = {}
@@ -324,8 +319,8 @@ class _Rewriter:
                           np.array([0, 0, front, 0, 0, 0, 0, back, 0, 0], np.int64))
         out = self.fresh(f"{source}_time_padded")
         inputs = [source, pads]
-        if mode == "neg_inf":
-            inputs.append(self.const(f"{node.name}_neg_inf", np.array(-np.inf, np.float32)))
+        if mode == NEG_INF:
+            inputs.append(self.const(f"{node.name}_neg_inf", np.array(pad_value(mode), np.float32)))
         self.emit(helper.make_node("Pad", inputs, [out], name=self.fresh(f"{node.name}/TimePad"),
                                    mode="edge" if mode == "replicate" else "constant"))
         return out
@@ -421,14 +416,13 @@ class _Rewriter:
             raise self.unsupported(node, "TF SAME time padding needs the clip length; use a static padding policy")
         front, back = op.time_pads  # type: ignore[misc]
         time_in_op = (0, 0)
-        max_pool = rule.temporal.pool == "max"
         transposed = node.op_type == "ConvTranspose"
         if front or back:
-            if op.time_pad_mode == "zeros" and not max_pool and not transposed:
+            mode = pad_mode_for(rule.temporal.pool, op.time_pad_mode)
+            if mode == "zeros" and not transposed:  # ONNX pads with zeros itself
                 time_in_op = (front, back)
             else:
-                source = self.time_pad(node, source, op, "neg_inf" if max_pool and op.time_pad_mode == "zeros"
-                                       else op.time_pad_mode)
+                source = self.time_pad(node, source, op, mode)
         if transposed:  # its own time padding trims d·(k_t − 1) frames: the output keeps the clip length
             if attrs.get("output_shape"):
                 raise self.unsupported(node, "ConvTranspose with output_shape; export with pads instead")
@@ -659,23 +653,19 @@ class _Rewriter:
                 self.layout[node.output[0]] = clip
                 return
             axes = list(range(clip.rank))
-        axes = sorted({a + clip.rank if a < 0 else a for a in axes})
-        # reducing the axis after time (H of a feature map, the tokens of a sequence) is a
-        # global pool: time is pooled with it
-        over_time = clip.axis in axes or clip.axis == clip.rank and clip.rank - 1 in axes
-        new_axes = sorted([clip.to3d(a) for a in axes] + ([clip.axis] if over_time else []))
+        reduction = reduce_axes(axes, clip.axis, clip.rank)  # the axis after time pools time with it
+        new_axes = list(reduction.axes)
         keepdims = attrs.get("keepdims", 1)
         if "axes" in attrs:
             self.copy(node, axes=new_axes)
         else:
             self.copy(node, [node.input[0], self.const(f"{node.name}_axes3d", np.array(new_axes, np.int64))])
         if keepdims:
-            self.layout[node.output[0]] = _Clip(clip.axis, clip.rank, clip.collapsed or over_time)
-        elif over_time:
+            self.layout[node.output[0]] = _Clip(clip.axis, clip.rank, clip.collapsed or reduction.over_time)
+        elif reduction.time_axis is None:
             self.layout[node.output[0]] = None
         else:
-            before = sum(a < clip.axis for a in axes)
-            self.layout[node.output[0]] = _Clip(clip.axis - before, clip.rank - len(axes), clip.collapsed)
+            self.layout[node.output[0]] = _Clip(reduction.time_axis, reduction.rank2d, clip.collapsed)
 
     def reshape(self, node: Any, collapsed: bool) -> None:
         clip = self.data_only(node)
@@ -961,8 +951,7 @@ def inflate_onnx(
     """
     import onnx
 
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+    check_clip_length(t)
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
@@ -1020,9 +1009,9 @@ def inflate_onnx(
             out_dims.insert(layout.axis, onnx.TensorShapeProto.Dimension(dim_value=1) if layout.collapsed
                             else onnx.TensorShapeProto.Dimension(dim_param=time_axis_name))
     entry = model.metadata_props.add()
-    entry.key, entry.value = "inflate", json.dumps({"format_version": 1, "kind": "onnx", "t": t, "policy": resolved.name,
-                                                   "init": resolved.init, "pad_mode": resolved.pad_mode,
-                                                   "dynamic_size": bool(make_dynamic)})
+    entry.key = METADATA_KEY
+    entry.value = write_metadata("onnx", {"t": t, "policy": resolved.name, "init": resolved.init,
+                                          "pad_mode": resolved.pad_mode, "dynamic_size": bool(make_dynamic)})
     try:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         onnx.checker.check_model(model, full_check=True)

@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import numpy as np
 
 from ...core.errors import InvalidInputError, ShapeMismatchError, key_mismatch
+from ...core.geometry import StemCandidate, check_clip_length, find_stem
+from ...core.metadata import METADATA_KEY, write_metadata
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
 from ...core.rules import get_rule
 from ...core.spec import OpSpec, TimeSpec
@@ -111,7 +113,8 @@ def plan_state_dict(
                 raise InvalidInputError(
                     f"tensor '{key}' is an integer ({dtypes[key]}) kernel: dividing it by the temporal size would "
                     "truncate it; dequantise the weights to floating point first")
-    stem = next((k[: -len(".weight")] for k, s in shapes.items() if _is_kernel(k, tuple(s))), None)
+    # A weight file records no run order: its first kernel stands for the first conv.
+    stem = find_stem(StemCandidate(k[: -len(".weight")], "conv") for k, s in shapes.items() if _is_kernel(k, tuple(s)))
     plans = []
     for key, shape in shapes.items():
         shape = tuple(int(d) for d in shape)
@@ -195,8 +198,7 @@ def inflate_state_dict(
     kernel's temporal size; every key and shape must fit it. ``t`` is the clip length the
     weights are meant for (kept for symmetry with inflate_model; kernels do not depend on it).
     """
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+    check_clip_length(t)
     resolved = get_policy(policy, init=init, overrides=overrides)
     shapes = {k: tuple(v.shape) for k, v in state_dict_2d.items()}
     target_shapes = None if target is None else {k: tuple(v.shape) for k, v in target.items()}
@@ -289,8 +291,7 @@ def inflate_weights_file(
     from ...core.files import atomic_output
 
     source, output = Path(source), Path(output)
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise InvalidInputError(f"t must be an integer >= 1, got {t!r}")
+    check_clip_length(t)
     if output.suffix.lower() != ".safetensors":
         raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
                                 ".safetensors suffix")
@@ -299,8 +300,8 @@ def inflate_weights_file(
     require_input_file(source, "weights file", "a .safetensors or .pth file")
     resolved = get_policy(policy, init=init, overrides=overrides)
     target_shapes = _target_shapes(target)
-    metadata = {"inflate": json.dumps({"format_version": 1, "source_file": source.name, "t": t,
-                                       "policy": resolved.name, "init": resolved.init, "kind": "weights"})}
+    metadata = {METADATA_KEY: write_metadata("weights", {"source_file": source.name, "t": t,
+                                                         "policy": resolved.name, "init": resolved.init})}
     if source.suffix.lower() == ".safetensors":
         header, data_start = _read_header(source)
         keys = [k for k in header if k != "__metadata__"]

@@ -12,12 +12,14 @@ from torch import fx, nn
 
 from ... import __version__
 from ...core.errors import InflateError, InvalidInputError
+from ...core.geometry import StemCandidate, check_clip_length, find_stem
 from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
 from .layout import Clip
 from .handlers import dynamic_image_size
 from .registry import module_types
 from .rewriter import LayerRecord, Rewriter, describe_target, node_path
+from .inplace import out_of_place_after_folds
 from .tracing import InflateTracer, record_shapes, trace
 
 __all__ = ["inflate_model", "InflationReport", "InflationSettings", "default_input_size"]
@@ -82,21 +84,19 @@ def default_input_size(model: nn.Module) -> tuple[int, int, int]:
 
 
 def _first_conv(model: nn.Module, graph: fx.Graph) -> Optional[str]:
-    """The path of the stem convolution. It may sit inside a leaf that has its own rule (a patch
-    embedding): then no convolution of the graph is the stem."""
+    """The path of the stem convolution (:func:`~inflate.core.geometry.find_stem` over the
+    called modules in graph order, with timm's ``first_conv`` as the declared name)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     names = cfg.get("first_conv") if isinstance(cfg, dict) else None
-    called = [str(n.target) for n in graph.nodes if n.op == "call_module"]
-    for name in [names] if isinstance(names, str) else list(names or []):
-        if any(name == c or name.startswith(c + ".") for c in called):
-            return name
-    for path in called:
-        module = model.get_submodule(path)
-        if isinstance(module, nn.Conv2d):
-            return path
-        if any(isinstance(m, nn.Conv2d) for m in module.modules()):
-            return None
-    return None
+    declared = [names] if isinstance(names, str) else list(names or [])
+    return find_stem((_stem_candidate(model, str(n.target)) for n in graph.nodes if n.op == "call_module"), declared)
+
+
+def _stem_candidate(model: nn.Module, path: str) -> StemCandidate:
+    module = model.get_submodule(path)
+    if isinstance(module, nn.Conv2d):
+        return StemCandidate(path, "conv")
+    return StemCandidate(path, "holds_conv" if any(isinstance(m, nn.Conv2d) for m in module.modules()) else "other")
 
 
 def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -112,8 +112,7 @@ def _validate(model: Any, t: Any) -> None:
             f"inflate_model takes a torch.nn.Module, got {type(model).__name__}; "
             "for a timm name use timm.create_model(name) first"
         )
-    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
-        raise InvalidInputError(f"t (the clip length in frames) must be an integer >= 1, got {t!r}")
+    check_clip_length(t)
 
 
 def _output_value(rw: Rewriter, value: Any, info: Any) -> Any:
@@ -289,6 +288,7 @@ def inflate_model(
     for path, module in rw.replacements.items():
         module.train(model.training)
         _set_submodule(model3d, path, module.to(device))
+    out_of_place_after_folds(rw.graph, model3d)
     code_holder = fx.GraphModule(model3d, rw.graph, class_name=f"Inflated{type(model).__name__}")
     base = type(model)
     inflated_cls = type(

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 
 from ...core.errors import InvalidInputError
+from ...core.geometry import axis_to_3d
 
 __all__ = [
     "Clip",
@@ -55,8 +56,7 @@ def normalize_dim(dim: int, rank: int) -> int:
 
 def dim_to_3d(dim: int, clip: Clip) -> int:
     """The 3D index of 2D axis ``dim`` (negative allowed) of a clip tensor."""
-    dim = normalize_dim(dim, clip.rank2d)
-    return dim if dim < clip.td else dim + 1
+    return axis_to_3d(dim, clip.td, clip.rank2d)
 
 
 # ----- functions called by rewritten graphs at run time -----

@@ -16,13 +16,13 @@ contiguous clip it costs a copy, which only a spatial convolution repays. Export
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...core.geometry import NEG_INF, pad_mode_for, pad_value, tf_same_pads
 from .space_time import JointAttention
 from .timm_joint import JOINT_FORMS
 
@@ -102,27 +102,21 @@ def pad_time(x: torch.Tensor, pads: Sequence[int], mode: str) -> torch.Tensor:
         return x
     if mode == "replicate":
         return F.pad(x, (0, 0, 0, 0, front, back), mode="replicate")
-    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=float("-inf") if mode == "neg_inf" else 0.0)
+    return F.pad(x, (0, 0, 0, 0, front, back), mode="constant", value=pad_value(mode))
 
 
 def _resolve_time_pads(x: torch.Tensor, pads: Sequence[int] | str, kernel: int, stride: int, dilation: int) -> Sequence[int]:
     if pads == "same":
-        return _same_pads(x.shape[2], kernel, stride, dilation)
+        return tf_same_pads(x.shape[2], kernel, stride, dilation)
     return pads  # type: ignore[return-value]
-
-
-def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    # TF "SAME": pad so that ceil(size / stride) outputs fit; the odd element at the back.
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 def pad_same_spatial(
     x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int], value: float = 0.0
 ) -> torch.Tensor:
     """TensorFlow "SAME" padding of the last two axes, computed from the input size."""
-    top, bottom = _same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
-    left, right = _same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
+    top, bottom = tf_same_pads(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = tf_same_pads(x.shape[-1], kernel[1], stride[1], dilation[1])
     if top or bottom or left or right:
         x = F.pad(x, (left, right, top, bottom), value=value)
     return x
@@ -190,11 +184,60 @@ class InflatedConv3d(nn.Conv3d):
             y = F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:], self.padding[1:],
                          self.dilation[1:], self.groups)
             return unfold_frames(y, x.shape[0])
+        if self._depthwise_taps(x):
+            y = self._forward_taps(x)
+            if y is not None:
+                return y
         pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
         return super().forward(x)
+
+    def _depthwise_taps(self, x: torch.Tensor) -> bool:
+        """A depthwise convolution with a time kernel (ConvNeXt's k×k×k), time stride 1, on a clip that
+        folds as a view: cuDNN and oneDNN run such 3D depthwise convolutions several times slower than
+        the same work as 2D depthwise convolutions, one per time tap (:meth:`_forward_taps`)."""
+        return (self.groups == self.in_channels == self.out_channels and self.kernel_size[0] > 1
+                and self.stride[0] == 1 and self.padding_mode == "zeros" and _may_fold(x) and frame_major(x)
+                and depthwise_taps_enabled(x.device))
+
+    def _forward_taps(self, x: torch.Tensor) -> torch.Tensor | None:
+        """y[t] = Σ_dt conv2d(x[t + dt·d − front], w[:, :, dt]): each tap a 2D depthwise convolution
+        over all frames folded, shifted in time; frames before the first (after the last) are the
+        first (last) frame under replicate padding, zeros otherwise. (B, C, T, H, W) → (B, C, T', H', W');
+        None where the clip is shorter than the kernel."""
+        batch, frames = x.shape[0], x.shape[2]
+        kernel, dilation = self.kernel_size[0], self.dilation[0]
+        if self.explicit_time_pads == (0, 0):  # symmetric zero padding, left to the op
+            (front, back), mode = (self.padding[0], self.padding[0]), "zeros"
+        else:
+            (front, back), mode = _resolve_time_pads(x, self.explicit_time_pads, kernel, 1, dilation), \
+                self.time_pad_mode
+        out_frames = frames + front + back - dilation * (kernel - 1)
+        if out_frames < 1:
+            return None  # a clip too short for the kernel: conv3d gives the error
+        folded = fold_frames(x)
+        if self.same_padding:
+            folded = pad_same_spatial(folded, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
+        y = None
+        for tap in range(kernel):
+            shift = tap * dilation - front  # output frame t reads input frame t + shift
+            lo = min(max(0, -shift), out_frames)  # output frames [lo, hi) read real input frames
+            hi = max(min(out_frames, frames - shift), lo)
+            if hi == lo and mode != "replicate":
+                continue  # this tap reads only padding zeros
+            out = unfold_frames(F.conv2d(folded, self.weight[:, :, tap], None, self.stride[1:], self.padding[1:],
+                                         self.dilation[1:], self.groups), batch)
+            part = out[:, :, lo + shift:hi + shift]
+            if lo > 0 or hi < out_frames:
+                part = _edge_frames(out, part, lo, out_frames - hi, mode)
+            y = part if y is None else y + part
+        if y is None:  # every tap in the zero padding
+            y = unfold_frames(F.conv2d(folded, self.weight[:, :, 0] * 0, None, self.stride[1:], self.padding[1:],
+                                       self.dilation[1:], self.groups), batch)[:, :, :1].expand(-1, -1, out_frames,
+                                                                                                 -1, -1)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1, 1)
 
     def _folds(self, x: torch.Tensor) -> bool:
         """Run as conv2d on folded frames: no temporal extent, and the fold is a view or, for a
@@ -207,6 +250,30 @@ class InflatedConv3d(nn.Conv3d):
     def extra_repr(self) -> str:
         extra = f", time_pads={self.time_pads}, time_pad_mode={self.time_pad_mode!r}"
         return super().extra_repr() + extra + (", padding='same'" if self.same_padding else "")
+
+
+_depthwise_taps_on: dict[str, bool] = {"cpu": True, "cuda": True}
+
+
+def depthwise_taps_enabled(device: torch.device) -> bool:
+    """Whether depthwise convolutions with a time kernel run as one 2D convolution per time tap on
+    ``device``'s type (both compute the same function; which is faster was measured per device by
+    ``benchmarks/profile_step.py --depthwise``)."""
+    return _depthwise_taps_on.get(device.type, False)
+
+
+def _edge_frames(out: torch.Tensor, part: torch.Tensor, front: int, back: int, mode: str) -> torch.Tensor:
+    """``part`` with ``front``/``back`` frames added in time: copies of ``out``'s first/last frame
+    (replicate padding), or zeros."""
+    pieces = []
+    if front:
+        edge = out[:, :, :1] if mode == "replicate" else torch.zeros_like(out[:, :, :1])
+        pieces.append(edge.expand(-1, -1, front, -1, -1))
+    pieces.append(part)
+    if back:
+        edge = out[:, :, -1:] if mode == "replicate" else torch.zeros_like(out[:, :, -1:])
+        pieces.append(edge.expand(-1, -1, back, -1, -1))
+    return torch.cat(pieces, dim=2)
 
 
 class InflatedMaxPool3d(nn.MaxPool3d):
@@ -223,8 +290,7 @@ class InflatedMaxPool3d(nn.MaxPool3d):
         time_pad_mode: str = "replicate",
     ) -> None:
         self.time_pads = "same" if time_pads == "same" else (int(time_pads[0]), int(time_pads[1]))
-        # Zero frames could win over negative activations: max pooling pads time with -inf.
-        self.time_pad_mode = "replicate" if time_pad_mode == "replicate" else "neg_inf"
+        self.time_pad_mode = pad_mode_for("max", time_pad_mode)  # -inf, never zeros
         if self.time_pads != "same" and not any(self.time_pads):
             self.time_pads = (0, 0)
         self.same_padding = padding == "same"
@@ -237,14 +303,14 @@ class InflatedMaxPool3d(nn.MaxPool3d):
             frames = fold_frames(x)
             if self.same_padding:
                 frames = pad_same_spatial(frames, self.kernel_size[1:], self.stride[1:], self.dilation[1:],
-                                          float("-inf"))
+                                          pad_value(NEG_INF))
             y = F.max_pool2d(frames, self.kernel_size[1:], self.stride[1:], self.padding[1:], self.dilation[1:],
                              self.ceil_mode)
             return unfold_frames(y, x.shape[0])
         pads = _resolve_time_pads(x, self.time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
-            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:], float("-inf"))
+            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:], pad_value(NEG_INF))
         return super().forward(x)
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ....core.geometry import reduce_axes
 from .. import layout
 from ..layout import Clip, dim_to_3d, normalize_dim
 from ..registry import handles
@@ -193,16 +194,14 @@ def _reduction(rw: Rewriter, node: fx.Node, name: str) -> HandlerResult:
     extra = {k: v for k, v in node.kwargs.items() if k not in ("dim", "keepdim", "input")}
     if dim is None:
         return rw.call_method(name, x, **extra), None
-    dims = sorted({normalize_dim(d, clip.rank2d) for d in (dim if isinstance(dim, (tuple, list)) else [dim])})
-    over_time = clip.td in dims  # reducing the axis time travels with reduces time too
-    dims3d = [dim_to_3d(d, clip) for d in dims] + ([clip.td] if over_time else [])
-    out = rw.call_method(name, x, tuple(sorted(dims3d)), keepdim=keepdim, **extra)
+    # reducing the axis time travels with reduces time too (a global pool)
+    reduction = reduce_axes(dim if isinstance(dim, (tuple, list)) else [dim], clip.td, clip.rank2d)
+    out = rw.call_method(name, x, reduction.axes, keepdim=keepdim, **extra)
     if keepdim:
-        return out, clip.with_(collapsed=clip.collapsed or over_time)
-    if over_time:
+        return out, clip.with_(collapsed=clip.collapsed or reduction.over_time)
+    if reduction.time_axis is None:
         return out, None
-    td = clip.td - sum(1 for d in dims if d < clip.td)
-    return out, Clip(td, clip.rank2d - len(dims), clip.collapsed)
+    return out, Clip(reduction.time_axis, reduction.rank2d, clip.collapsed)
 
 
 @handles("axis", "mean", torch.mean)

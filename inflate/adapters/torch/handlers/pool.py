@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ....core.geometry import pad_mode_for
 from ....core.rules import get_rule
 from ....core.spec import OpSpec
 from .. import modules as m3d
@@ -97,8 +98,7 @@ def _pool_fn(rw: Rewriter, node: fx.Node, kind: str) -> HandlerResult:
     op, _ = rw.inflate_op(OpSpec(kind, path, kernel, stride, padding, role=rw.role(path)))
     is_max = get_rule(kind).temporal.pool == "max"
     if op.time_pads == "same" or any(op.time_pads):
-        # zero frames could win over negative activations: max pooling pads time with -inf
-        mode = "neg_inf" if is_max and op.time_pad_mode != "replicate" else op.time_pad_mode
+        mode = pad_mode_for(get_rule(kind).temporal.pool, op.time_pad_mode)  # -inf for max pooling, never zeros
         x = rw.call_function(_pad_time_fn, x, op.time_pads, mode, op.kernel[0], op.stride[0])
     if is_max:
         dilation = pair(arg(node, 4, "dilation", 1))

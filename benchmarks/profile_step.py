@@ -1,0 +1,167 @@
+"""Where an inflated model's step time goes, against its 2D parent: the profiler's per-op CUDA (or CPU)
+time for each variant of benchmarks/speed.py, and the ops whose time differs most.
+
+    python benchmarks/profile_step.py --device cuda --models resnet50 --variants 2d kt1 --modes train
+    python benchmarks/profile_step.py --depthwise          # depthwise k_t×7×7 convolution: conv3d vs 2D forms
+
+Figures for the issue come from benchmarks/speed.py; this script is for finding what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import speed  # noqa: E402
+
+
+def op_times(step, rounds: int, cuda: bool) -> dict[str, tuple[float, int]]:
+    """Per-op (self device time in ms per step, calls per step) over ``rounds`` profiled steps."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(rounds):
+            step()
+    table = {}
+    for event in prof.key_averages():
+        self_time = event.self_device_time_total if cuda else event.self_cpu_time_total
+        if self_time > 0:
+            table[event.key] = (self_time / 1000 / rounds, event.count // rounds)
+    return table
+
+
+def profile_models(args: argparse.Namespace) -> None:
+    cuda = args.device == "cuda"
+    setup = speed.Setup(device=torch.device(args.device), dtype=torch.bfloat16 if cuda else None,
+                        channels_last=cuda, batch=16 if cuda else 1, frames=8, size=224 if cuda else 112)
+    for name in args.models:
+        models = speed.build(name, args.i3d_frames if name == "i3d_rgb" else setup.frames)
+        frames = args.i3d_frames if name == "i3d_rgb" else setup.frames
+        clip = torch.randn(setup.batch, 3, frames, setup.size, setup.size, device=setup.device)
+        inputs2d = speed.frames_of(clip)
+        if setup.channels_last:
+            clip = clip.contiguous(memory_format=torch.channels_last_3d)
+            inputs2d = inputs2d.contiguous(memory_format=torch.channels_last)
+        for key, model in models.items():
+            model.to(setup.device)
+            if setup.channels_last:
+                model.to(memory_format=torch.channels_last if key == "2d" else torch.channels_last_3d)
+        for mode in args.modes:
+            tables = {}
+            for variant in args.variants:
+                key = variant.removesuffix("-3d")
+                model = models[key].train(mode == "train")
+                step = speed.make_step(model, inputs2d if key == "2d" else clip, mode, setup,
+                                       folding=not variant.endswith("-3d"))
+                for _ in range(3):
+                    step()
+                times = []
+                for _ in range(5):
+                    start = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - start)
+                tables[variant] = op_times(step, 3, cuda)
+                total = sum(t for t, _ in tables[variant].values())
+                print(f"\n=== {name} {mode} {variant}: median step {statistics.median(times) * 1000:.1f} ms, "
+                      f"profiled self time {total:.1f} ms/step", flush=True)
+                for op, (ms, calls) in sorted(tables[variant].items(), key=lambda kv: -kv[1][0])[:args.top]:
+                    print(f"  {ms:8.2f} ms {calls:5d}×  {op[:110]}")
+            base = tables.get("2d", {})
+            for variant, table in tables.items():
+                if variant == "2d":
+                    continue
+                diff = {op: table.get(op, (0, 0))[0] - base.get(op, (0, 0))[0] for op in set(table) | set(base)}
+                print(f"\n--- {name} {mode}: {variant} minus 2d, largest differences (ms/step)")
+                for op, ms in sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:args.top]:
+                    print(f"  {ms:+8.2f} ms  {table.get(op, (0, 0))[1]:5d}× vs {base.get(op, (0, 0))[1]:5d}×  {op[:100]}")
+        del models
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+def _time(fn, rounds: int, cuda: bool) -> float:
+    for _ in range(3):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def depthwise(args: argparse.Namespace) -> None:
+    """A depthwise k_t×7×7 convolution as inflated (InflatedConv3d, replicate time padding) run two
+    ways: cuDNN's/oneDNN's conv3d (``frame_folding(False)``), and one 2D depthwise convolution per
+    time tap over the folded frames (the default); and the 2D model's 7×7 depthwise convolution on
+    the same frames for scale. Forward and forward+backward, median ms."""
+    from inflate.adapters.torch.modules import InflatedConv3d, frame_folding
+
+    cuda = args.device == "cuda"
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    batch = 16 if cuda else 1
+    kt, k, frames = args.kt, 7, 4
+    shapes = [(96, 56), (192, 28), (384, 14), (768, 7)] if cuda else [(96, 28), (192, 14), (384, 7)]
+    print(f"\ndepthwise {kt}×{k}×{k}, batch {batch}, {frames} frames, {dtype}: median ms (forward / train)")
+    for channels, size in shapes:
+        conv = InflatedConv3d(channels, channels, (kt, k, k), padding=(k // 2, k // 2), groups=channels,
+                              time_pads=(kt // 2, kt // 2)).to(device)
+        conv2d = torch.nn.Conv2d(channels, channels, k, padding=k // 2, groups=channels).to(device)
+        x = torch.randn(batch, channels, frames, size, size, device=device, requires_grad=True)
+        fmt = torch.channels_last_3d if cuda else torch.contiguous_format
+        x = x.detach().contiguous(memory_format=fmt).requires_grad_(True)
+        x2d = x.detach().transpose(1, 2).flatten(0, 1).contiguous(
+            memory_format=torch.channels_last if cuda else torch.contiguous_format).requires_grad_(True)
+        if cuda:
+            conv, conv2d = conv.to(memory_format=torch.channels_last_3d), conv2d.to(memory_format=torch.channels_last)
+        line = f"  C {channels:4d} @ {size:3d}²:"
+        variants = (("conv3d", conv, x, False), ("taps", conv, x, True), ("2d 1×7×7", conv2d, x2d, True))
+        for label, module, inputs, folding in variants:
+            def forward(module=module, inputs=inputs, folding=folding):
+                with frame_folding(folding), torch.no_grad(), torch.autocast(device.type, dtype, enabled=cuda):
+                    module(inputs)
+
+            def train(module=module, inputs=inputs, folding=folding):
+                with frame_folding(folding), torch.autocast(device.type, dtype, enabled=cuda):
+                    module(inputs).float().sum().backward()
+
+            line += f"  {label} {_time(forward, args.rounds, cuda):7.3f} / {_time(train, args.rounds, cuda):7.3f}"
+        print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--models", nargs="*", default=["resnet50"])
+    parser.add_argument("--variants", nargs="+", default=["2d", "kt1"])
+    parser.add_argument("--modes", nargs="+", default=["train"])
+    parser.add_argument("--i3d-frames", type=int, default=16)
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--depthwise", action="store_true", help="only the depthwise convolution comparison")
+    parser.add_argument("--kt", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    if args.device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'}")
+    if args.depthwise:
+        depthwise(args)
+    else:
+        profile_models(args)
+
+
+if __name__ == "__main__":
+    main()
