@@ -81,3 +81,30 @@ def test_policy_gives_tubelets_to_the_stem_embedding_only() -> None:
     stem = policy.time_for(OpSpec("patch_embed", "patch_embed1", (4, 4), (4, 4), role="stem"))
     later = policy.time_for(OpSpec("patch_embed", "patch_embed2", (2, 2), (2, 2), role="body"))
     assert (stem.kernel, stem.stride) == (2, 2) and (later.kernel, later.stride) == (1, 1)
+
+
+def test_onnx_export_of_repvgg_strides_every_branch(tmp_path) -> None:
+    """The ONNX adapter places the stride alike: repvgg_a0 exported by torch.onnx.export runs in
+    onnxruntime and gives the 2D graph's output on a boring clip."""
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from inflate.adapters.onnx import inflate_onnx
+
+    model2d = randomize_weights(timm.create_model("repvgg_a0", pretrained=False, num_classes=10).eval(), seed=1,
+                                input_size=(3, 64, 64))
+    image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "repvgg_a0.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model2d, (image,), str(path), dynamo=False)
+    session2d = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session3d = ort.InferenceSession(inflate_onnx(path, t=8).SerializeToString(), providers=["CPUExecutionProvider"])
+    out2d = session2d.run(None, {session2d.get_inputs()[0].name: image.numpy()})[0]
+    clip = np.repeat(image.numpy()[:, :, None], 8, axis=2)
+    out3d = session3d.run(None, {session3d.get_inputs()[0].name: clip})[0]
+    assert out3d.shape == out2d.shape
+    assert float(np.abs(out3d - out2d).max() / np.abs(out2d).max()) <= 1e-4
