@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,9 +138,7 @@ def test_cycle_finder_finds_a_circle() -> None:
 
 # ----- explicit registration -----
 
-def _fresh(code: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=ROOT.parent)
 

@@ -11,7 +11,7 @@ from .errors import (
     UnsupportedOpError,
 )
 from .policy import Policy, get_policy, list_policies, register_policy
-from .rules import Rule, RuleKey, get_rule, list_rules, register_rule
+from .rules import Rule, RuleKey, Temporal, get_rule, has_rule, list_rules, register_rule
 from .spec import InflatedOp, OpSpec, TimeSpec
 from .weights import center_kernel, inflate_kernel, tile_kernel
 
@@ -27,7 +27,9 @@ __all__ = [
     "register_policy",
     "Rule",
     "RuleKey",
+    "Temporal",
     "get_rule",
+    "has_rule",
     "list_rules",
     "register_rule",
     "InflatedOp",

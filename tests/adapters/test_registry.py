@@ -183,9 +183,8 @@ def test_weight_file_gives_a_transposed_conv_the_kernels_of_its_rule() -> None:
 
 
 def test_conv_transpose_through_onnx(tmp_path: Path) -> None:
-    import onnx
-    import onnxruntime as ort
-
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
     from inflate.adapters.onnx import inflate_onnx
 
     model2d = _decoder()

@@ -204,27 +204,12 @@ def _reduction(rw: Rewriter, node: fx.Node, name: str) -> HandlerResult:
     return out, Clip(reduction.time_axis, reduction.rank2d, clip.collapsed)
 
 
-@handles("axis", "mean", torch.mean)
-def mean(rw: Rewriter, node: fx.Node) -> HandlerResult:
-    return _reduction(rw, node, "mean")
+@handles("axis", "mean", "sum", "amax", "amin", torch.mean, torch.sum, torch.amax, torch.amin)
+def reduction(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """mean, sum, amax, amin over some axes, emitted as the tensor method of the same name."""
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    return _reduction(rw, node, name)
 
-
-@handles("axis", "sum", torch.sum)
-def sum_(rw: Rewriter, node: fx.Node) -> HandlerResult:
-    return _reduction(rw, node, "sum")
-
-
-@handles("axis", "amax", torch.amax)
-def amax(rw: Rewriter, node: fx.Node) -> HandlerResult:
-    return _reduction(rw, node, "amax")
-
-
-@handles("axis", "amin", torch.amin)
-def amin(rw: Rewriter, node: fx.Node) -> HandlerResult:
-    return _reduction(rw, node, "amin")
-
-
-# ----- reshaping -----
 
 def flatten_clip(rw: Rewriter, node: fx.Node, x: Any, clip: Clip, start: int, end: int) -> HandlerResult:
     start, end = normalize_dim(start, clip.rank2d), normalize_dim(end, clip.rank2d)
