@@ -16,7 +16,7 @@ def _time_default(rule) -> str:  # noqa: ANN001  (a core Rule)
     """The rule's temporal default (:class:`~inflate.core.rules.Temporal`) in words."""
     temporal = rule.temporal
     if temporal.extent == "tubelet":
-        return "tubelets of the policy's size, stride as many"
+        return "the stem's: tubelets of the policy's size, stride as many; later ones time 1"
     if temporal.extent == "kernel":
         return "time kernel from the policy" + (" (the stem's own kernel and stride)" if temporal.stem
                                                 else ", time stride 1")

@@ -7,7 +7,8 @@ adapters all compute, as timm's ``layers/padding.py`` is for SAME padding.
 - :func:`axis_to_3d` and :func:`reduce_axes`: 2D axis numbers renumbered for a tensor with
   a time axis inserted (feature maps (N, C, H, W) → (N, C, T, H, W), token sequences
   (N, L, C) → (N, T, L, C)).
-- :func:`find_stem`: which convolution of a model is its stem.
+- :func:`find_stem`, :func:`find_stems`: which convolution of a model is its stem, and which
+  others read the same input (the parallel branches of a first block).
 - :func:`check_clip_length`: the one validation of ``t``, the clip length in frames.
 - :data:`POINTWISE_OPS`: the element-wise ops, as each framework spells them.
 
@@ -30,6 +31,7 @@ __all__ = [
     "reduce_axes",
     "StemCandidate",
     "find_stem",
+    "find_stems",
     "check_clip_length",
     "PointwiseOp",
     "POINTWISE_OPS",
@@ -131,10 +133,13 @@ class StemCandidate(NamedTuple):
         kind: "conv" for a 2D convolution the adapter inflates itself; "holds_conv" for an
             opaque op with a rule of its own that contains a convolution (a patch
             embedding kept whole); anything else for other ops.
+        reads: the name of the value the op takes as its input ("" when unknown), so that
+            ops reading the same value as the stem are found (:func:`find_stems`).
     """
 
     path: str
     kind: Literal["conv", "holds_conv", "other"] = "other"
+    reads: str = ""
 
 
 def find_stem(ops: Iterable[StemCandidate], declared: Sequence[str] = ()) -> Optional[str]:
@@ -143,19 +148,41 @@ def find_stem(ops: Iterable[StemCandidate], declared: Sequence[str] = ()) -> Opt
     ``declared`` names the model's own first convolution (timm's ``pretrained_cfg
     ["first_conv"]``, one name or several); the first that is one of ``ops`` or lies inside
     one wins. Otherwise the stem is the first "conv" in run order, unless an op that holds
-    a convolution runs before it: that op's own rule then treats its convolution as the
-    stem, and None is returned. None too when the model has no convolution.
+    a convolution runs before it: that op (a patch embedding kept whole) is then the stem,
+    and its own rule treats its convolution as such. None when the model has no convolution.
     """
     ops = list(ops)
     for name in declared:
         if any(name == op.path or name.startswith(op.path + ".") for op in ops):
             return name
     for op in ops:
-        if op.kind == "conv":
+        if op.kind in ("conv", "holds_conv"):
             return op.path
-        if op.kind == "holds_conv":
-            return None
     return None
+
+
+def find_stems(ops: Iterable[StemCandidate], declared: Sequence[str] = ()) -> tuple[str, ...]:
+    """The stem (:func:`find_stem`) and every other convolution, or op holding one, that reads
+    the same value as the stem: all of them take the stem's time kernel and stride.
+
+    The stem's temporal stride must reach every path from the input alike: the parallel
+    branches of a reparameterisable first block (RepVGG, MobileOne, FastViT: a k×k conv, a
+    1×1 conv, and more k×k convs, summed) all read the input, and a stride on one branch
+    only would add clips of different lengths. Limit: a path from the input with no
+    convolution on it (an identity branch in a first block that keeps the frame size) gets
+    no stride; the models of timm's registry have none (their first block downsamples).
+    Empty when there is no stem.
+    """
+    ops = list(ops)
+    stem = find_stem(ops, declared)
+    if stem is None:
+        return ()
+    owner = next((op for op in ops if stem == op.path or stem.startswith(op.path + ".")), None)
+    if owner is None or not owner.reads:
+        return (stem,)
+    siblings = [op.path for op in ops
+                if op is not owner and op.kind in ("conv", "holds_conv") and op.reads == owner.reads]
+    return (stem, *siblings)
 
 
 # ----- t -----

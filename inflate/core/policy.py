@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Union
+from typing import Callable, Mapping, Sequence, Union
 
 from .errors import InvalidInputError, RuleRegistryError
 from .rules import get_rule
@@ -34,9 +34,12 @@ HEAD_NAMES: tuple[str, ...] = ("head", "pre_logits", "classifier", "fc", "last_l
                                "global_pool", "fc_norm", "classif", "logits")
 
 
-def role_of(path: str, stem_path: str | None, head_names: tuple[str, ...] = HEAD_NAMES) -> str:
-    """"stem" for the first convolution, "head" for ops under a head module, else "body"."""
-    if path == stem_path:
+def role_of(path: str, stem_path: str | Sequence[str] | None, head_names: tuple[str, ...] = HEAD_NAMES) -> str:
+    """"stem" for the stem (one path, or several: :func:`~inflate.core.geometry.find_stems`) or
+    an op that holds it (a patch embedding kept whole around its conv), "head" for ops under a
+    head module, else "body"."""
+    stems = (stem_path,) if isinstance(stem_path, str) else tuple(stem_path or ())
+    if any(path == stem or stem.startswith(path + ".") for stem in stems):
         return "stem"
     return "head" if path.split(".")[0] in head_names else "body"
 
@@ -96,12 +99,18 @@ class Policy:
 
     def proposed(self, op: OpSpec) -> TimeSpec:
         """The policy's choice before overrides, from the temporal defaults of ``op.kind``'s rule
-        (:class:`~inflate.core.rules.Temporal`): tubelets, a time kernel (the stem's own when
-        the op may be a stem and is), or time 1. Head ops stay per-frame."""
+        (:class:`~inflate.core.rules.Temporal`): tubelets (the stem's patch embedding; a later
+        one gets time 1), a time kernel (the stem's own when the op may be a stem and is), or
+        time 1. Head ops stay per-frame."""
         base = TimeSpec(init=self.init, pad_mode=self.pad_mode)  # type: ignore[arg-type]
         temporal = get_rule(op.kind).temporal
-        if temporal.extent == "tubelet":  # non-overlapping tubelets, as ViViT
-            return base.with_(kernel=self.tubelet, stride=self.tubelet, padding=(0, 0))
+        if temporal.extent == "tubelet":
+            # Non-overlapping tubelets, as ViViT, for the stem's embedding only: models that embed
+            # patches again at each stage (PVT, CoaT, Twins) would otherwise halve time at every
+            # stage. Later embeddings merge patches within each frame (time 1).
+            if op.role == "stem":
+                return base.with_(kernel=self.tubelet, stride=self.tubelet, padding=(0, 0))
+            return base
         if temporal.extent != "kernel" or op.role == "head":
             return base
         if op.role == "stem" and temporal.stem:

@@ -14,6 +14,7 @@ from inflate.core.geometry import (
     axis_to_3d,
     check_clip_length,
     find_stem,
+    find_stems,
     onnx_pointwise,
     pad_mode_for,
     pad_value,
@@ -108,16 +109,27 @@ def test_find_stem_first_conv_in_run_order() -> None:
     assert find_stem([StemCandidate("fc")]) is None
 
 
-def test_find_stem_an_op_holding_a_conv_owns_the_stem() -> None:
+def test_find_stem_an_op_holding_a_conv_is_the_stem() -> None:
     ops = [StemCandidate("patch_embed", "holds_conv"), StemCandidate("blocks.0.conv", "conv")]
-    assert find_stem(ops) is None
+    assert find_stem(ops) == "patch_embed"
+
+
+def test_find_stems_adds_the_convs_reading_the_stems_input() -> None:
+    """A RepVGG-style first block: a 3×3 and a 1×1 conv both read the input and are summed."""
+    ops = [StemCandidate("stem.conv_kxk.conv", "conv", "x"), StemCandidate("stem.conv_kxk.bn", "other", "conv"),
+           StemCandidate("stem.conv_1x1.conv", "conv", "x"), StemCandidate("stages.0.0.conv", "conv", "add"),
+           StemCandidate("stem.pool", "other", "x")]
+    assert find_stems(ops) == ("stem.conv_kxk.conv", "stem.conv_1x1.conv")
+    assert find_stems(ops, ["stem.conv_1x1.conv"]) == ("stem.conv_1x1.conv", "stem.conv_kxk.conv")
+    assert find_stems([StemCandidate("conv1", "conv")]) == ("conv1",)  # input unknown: the stem alone
+    assert find_stems([StemCandidate("fc")]) == ()
 
 
 def test_find_stem_declared_wins_inside_an_op() -> None:
     ops = [StemCandidate("patch_embed", "holds_conv"), StemCandidate("blocks.0.conv", "conv")]
     assert find_stem(ops, ["patch_embed.proj"]) == "patch_embed.proj"
     assert find_stem(ops, ["missing.conv", "blocks.0.conv"]) == "blocks.0.conv"
-    assert find_stem(ops, ["missing"]) is None  # a declared name the model lacks is ignored
+    assert find_stem(ops, ["missing"]) == "patch_embed"  # a declared name the model lacks is ignored
 
 
 @pytest.mark.parametrize("t", [1, 8, 64])

@@ -37,7 +37,7 @@ import numpy as np
 
 from ...core.errors import InflateError, InvalidInputError, UnsupportedOpError
 from ...core.metadata import METADATA_KEY, write_metadata
-from ...core.geometry import (NEG_INF, StemCandidate, axis_to_3d, check_clip_length, find_stem, onnx_pointwise,
+from ...core.geometry import (NEG_INF, StemCandidate, axis_to_3d, check_clip_length, find_stems, onnx_pointwise,
                               pad_mode_for, pad_value, reduce_axes)
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
 from ...core.rules import get_rule
@@ -138,7 +138,9 @@ class _Rewriter:
         self.new_inits: dict[str, Any] = {}
         self.used_names: set[str] = {v for n in self.graph.node for v in n.output} | set(self.inits) | {
             i.name for i in self.graph.input}
-        self.stem = find_stem(StemCandidate(_path(n), "conv") for n in self.graph.node if n.op_type == "Conv")
+        # the stem conv and the convs reading its input (a RepVGG first block's parallel branches)
+        self.stem = find_stems(StemCandidate(_path(n), "conv", n.input[0]) for n in self.graph.node
+                               if n.op_type == "Conv")
         self.records: list[tuple[str, str, int, int]] = []
         self.inflated_kernels: dict[tuple[Any, ...], str] = {}
         self.time_lengths: dict[tuple[str, int], str] = {}
@@ -404,7 +406,7 @@ class _Rewriter:
         if len(kernel) != 2:
             raise self.unsupported(node, f"expected a 2D op, got kernel {kernel}")
         path = _path(node)
-        if kind == "conv" and path == self.stem and "patch_embed" in path.split(".") and kernel == strides \
+        if kind == "conv" and path in self.stem and "patch_embed" in path.split(".") and kernel == strides \
                 and not any(pads) and kernel[0] > 1:
             kind = "patch_embed"  # timm's PatchEmbed as the stem: non-overlapping tubelets (later stages keep time)
             rule = get_rule(kind)

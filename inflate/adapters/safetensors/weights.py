@@ -27,7 +27,7 @@ from ...core.geometry import StemCandidate, check_clip_length, find_stem
 from ...core.metadata import METADATA_KEY, write_metadata
 from ...core.policy import OverrideTable, Policy, get_policy, role_of
 from ...core.rules import get_rule
-from ...core.spec import OpSpec
+from ...core.spec import OpSpec, TimeSpec
 
 __all__ = ["inflate_state_dict", "plan_state_dict", "inflate_weights_file", "TensorPlan"]
 
@@ -74,6 +74,7 @@ class TensorPlan:
     shape3d: tuple[int, ...]
     time_kernel: Optional[int]  # None: not a kernel, copied
     init: str = "tile"
+    kind: str = "conv"  # the core rule that inflates the kernel
 
 
 def _is_kernel(key: str, shape: tuple[int, ...]) -> bool:
@@ -120,7 +121,9 @@ def plan_state_dict(
         if target_shapes is not None:
             target = tuple(int(d) for d in target_shapes[key])
             if len(shape) == 4 and len(target) == 5 and target[:2] == shape[:2] and target[3:] == shape[2:]:
-                plans.append(TensorPlan(key, shape, target, target[2], policy.init))
+                kind = _kernel_kind(key, shape, shapes)
+                _describe(kind, key, shape, TimeSpec(kernel=target[2], init=policy.init))  # type: ignore[arg-type]
+                plans.append(TensorPlan(key, shape, target, target[2], policy.init, kind))
             elif target == shape:
                 plans.append(TensorPlan(key, shape, shape, None))
             else:
@@ -129,13 +132,34 @@ def plan_state_dict(
             continue
         if _is_kernel(key, shape):
             path = key[: -len(".weight")]
-            spec = OpSpec("conv", path, (shape[2], shape[3]), role=role_of(path, stem))  # type: ignore[arg-type]
+            kind = _kernel_kind(key, shape, shapes)
+            spec = OpSpec(kind, path, (shape[2], shape[3]), role=role_of(path, stem))  # type: ignore[arg-type]
             time = policy.time_for(spec)
+            get_rule(kind).describe(spec, time)  # a rule that refuses these settings refuses before any write
             plans.append(TensorPlan(key, shape, (shape[0], shape[1], time.kernel, shape[2], shape[3]), time.kernel,
-                                    time.init))
+                                    time.init, kind))
         else:
             plans.append(TensorPlan(key, shape, shape, None))
     return plans
+
+
+def _kernel_kind(key: str, shape: tuple[int, ...], shapes: Mapping[str, Any]) -> str:
+    """The rule of a 4D kernel: "std_conv" for a scaled weight-standardised conv (timm's
+    ScaledStdConv2d: NFNet), told by its (O, 1, 1, 1) ``gain`` beside the kernel, else "conv".
+
+    A plain StdConv2d (BiT) has no parameter of its own, so a weight file cannot tell it from a
+    conv; the two rules map its kernel alike under ``tile`` init (the conv rule's tile, with
+    the rest of the standardisation in the 3D module), and only ``center`` init differs,
+    which the std_conv rule refuses.
+    """
+    gain = shapes.get(key[: -len("weight")] + "gain")
+    if gain is not None and tuple(int(d) for d in gain) == (shape[0], 1, 1, 1):
+        return "std_conv"
+    return "conv"
+
+
+def _describe(kind: str, key: str, shape: tuple[int, ...], time: Any) -> None:
+    get_rule(kind).describe(OpSpec(kind, key[: -len(".weight")], (shape[2], shape[3])), time)  # type: ignore[arg-type]
 
 
 def _apply(plan: TensorPlan, array: np.ndarray) -> np.ndarray:
@@ -146,11 +170,9 @@ def _apply(plan: TensorPlan, array: np.ndarray) -> np.ndarray:
     if array.dtype.kind != "f":
         raise InvalidInputError(f"tensor '{plan.key}' is an integer ({array.dtype}) kernel: dividing it by the "
                                 "temporal size would truncate it; dequantise the weights to floating point first")
-    spec = OpSpec("conv", plan.key, (plan.shape2d[2], plan.shape2d[3]))
-    from ...core.spec import TimeSpec
-
+    spec = OpSpec(plan.kind, plan.key, (plan.shape2d[2], plan.shape2d[3]))
     work = array.astype(np.float32) if array.dtype == np.float16 else array
-    _, out = get_rule("conv").inflate(spec, TimeSpec(kernel=plan.time_kernel, init=plan.init), {"weight": work})  # type: ignore[arg-type]
+    _, out = get_rule(plan.kind).inflate(spec, TimeSpec(kernel=plan.time_kernel, init=plan.init), {"weight": work})  # type: ignore[arg-type]
     return out["weight"].astype(array.dtype, copy=False)
 
 

@@ -15,7 +15,7 @@ from torch import fx, nn
 
 from ... import __version__
 from ...core.errors import InflateError, InvalidInputError, UnsupportedOpError
-from ...core.geometry import StemCandidate, check_clip_length, find_stem
+from ...core.geometry import StemCandidate, check_clip_length, find_stems
 from ...core.policy import HEAD_NAMES, OverrideTable, Policy, get_policy
 from . import layout
 from .inflated import InflatedModel, inflated_class, module_signature, set_submodule
@@ -88,20 +88,24 @@ def default_input_size(model: nn.Module) -> tuple[int, int, int]:
     return (3, 224, 224)
 
 
-def _first_conv(model: nn.Module, graph: fx.Graph) -> Optional[str]:
-    """The path of the stem convolution (:func:`~inflate.core.geometry.find_stem` over the
-    called modules in graph order, with timm's ``first_conv`` as the declared name)."""
+def _first_conv(model: nn.Module, graph: fx.Graph) -> tuple[str, ...]:
+    """The stem convolution and the convolutions reading the same input
+    (:func:`~inflate.core.geometry.find_stems` over the called modules in graph order, with
+    timm's ``first_conv`` as the declared name)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     names = cfg.get("first_conv") if isinstance(cfg, dict) else None
     declared = [names] if isinstance(names, str) else list(names or [])
-    return find_stem((_stem_candidate(model, str(n.target)) for n in graph.nodes if n.op == "call_module"), declared)
+    return find_stems((_stem_candidate(model, n) for n in graph.nodes if n.op == "call_module"), declared)
 
 
-def _stem_candidate(model: nn.Module, path: str) -> StemCandidate:
+def _stem_candidate(model: nn.Module, node: fx.Node) -> StemCandidate:
+    path = str(node.target)
     module = model.get_submodule(path)
+    reads = node.args[0].name if node.args and isinstance(node.args[0], fx.Node) else ""
     if isinstance(module, nn.Conv2d):
-        return StemCandidate(path, "conv")
-    return StemCandidate(path, "holds_conv" if any(isinstance(m, nn.Conv2d) for m in module.modules()) else "other")
+        return StemCandidate(path, "conv", reads)
+    return StemCandidate(path, "holds_conv" if any(isinstance(m, nn.Conv2d) for m in module.modules()) else "other",
+                         reads)
 
 
 def _head_prefixes(model: nn.Module) -> tuple[str, ...]:

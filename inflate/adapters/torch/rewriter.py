@@ -82,7 +82,7 @@ class Rewriter:
     model: nn.Module
     policy: Policy
     strict: bool
-    stem_path: Optional[str]
+    stem_path: str | tuple[str, ...] | None  # the stem, and the convs reading the same input
     head_prefixes: tuple[str, ...]
     graph: fx.Graph = field(default_factory=fx.Graph)
     env: dict[fx.Node, tuple[Any, Any]] = field(default_factory=dict)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import fx, nn
 
 from ...core.errors import InflateError
 
-__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta"]
+__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_through"]
+
+# timm module types it marks untraceable (leaves) that trace correctly in some configurations,
+# with the test that says when: the tracer then records their inner ops, which have rules.
+_TRACE_THROUGH: dict[type, Callable[[nn.Module], bool]] = {}
+
+
+def trace_through(module_type: type, when: Callable[[nn.Module], bool]) -> None:
+    """Trace into ``module_type`` (a type timm registers as untraceable) where ``when(module)``."""
+    _TRACE_THROUGH[module_type] = when
 
 
 class TensorMeta(tuple):
@@ -36,12 +45,17 @@ class InflateTracer(fx.Tracer):
                  leaf_paths: Iterable[str] = ()) -> None:
         timm_leaves, timm_functions = _timm_notrace()
         super().__init__(autowrap_functions=tuple(timm_functions) + tuple(autowrap))
-        self.leaf_types = set(leaf_types) | timm_leaves
+        self.explicit_leaves = set(leaf_types)
+        self.leaf_types = self.explicit_leaves | timm_leaves
         self.leaf_paths = set(leaf_paths)  # single modules kept whole (the non-strict fallback's)
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return (type(module) in self.leaf_types or qualified_name in self.leaf_paths
-                or super().is_leaf_module(module, qualified_name))
+        if qualified_name in self.leaf_paths:
+            return True
+        when = _TRACE_THROUGH.get(type(module))
+        if when is not None and type(module) not in self.explicit_leaves and when(module):
+            return False
+        return type(module) in self.leaf_types or super().is_leaf_module(module, qualified_name)
 
 
 def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:

@@ -15,11 +15,13 @@ from torch import fx, nn
 from .. import modules as m3d
 from ..registry import handler_for, handles
 from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, pointwise_result
+from ..tracing import trace_through
 from .attention import space_time_attention, tubelet_embedding
 from .conv import conv_result, inflate_conv_module
 from .linear import last_axes
 from .norm import batch_norm_result
 from .pool import pool_result
+from .std_conv import std_conv_result
 
 __all__ = ["register_timm"]
 
@@ -31,6 +33,7 @@ def register_timm() -> bool:
     except ImportError:
         return False
     _register_layers()
+    _register_traced_blocks()
     _register_transformers()
     _register_attention()
     return True
@@ -43,11 +46,20 @@ def _register_layers() -> None:
     from timm.layers.norm import LayerNorm as TimmLayerNorm
     from timm.layers.norm_act import BatchNormAct2d
     from timm.layers.pool2d_same import AvgPool2dSame, MaxPool2dSame
+    from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d, StdConv2dSame
     from timm.models.vgg import ConvMlp
 
     @handles("conv", Conv2dSame)
     def conv_same(rw: Rewriter, node: fx.Node) -> ModuleResult:
         return conv_result(rw, node, same=True)
+
+    @handles("std_conv", StdConv2d, ScaledStdConv2d)
+    def std_conv(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        return std_conv_result(rw, node)
+
+    @handles("std_conv", StdConv2dSame, ScaledStdConv2dSame)
+    def std_conv_same(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        return std_conv_result(rw, node, same=bool(rw.submodule(node).same_pad))
 
     @handles("conv", ConvMlp)
     def conv_mlp(rw: Rewriter, node: fx.Node) -> ModuleResult:
@@ -89,6 +101,15 @@ def _register_layers() -> None:
         return pointwise_result(rw, node)
 
     pointwise_module.table_label = "timm's activation layers and DropPath"  # type: ignore[attr-defined]
+
+
+def _register_traced_blocks() -> None:
+    """timm blocks marked untraceable for a reason that does not always apply: traced into then."""
+    from timm.models import nfnet
+
+    # NormFreeBlock is a leaf for its skipinit's in-place ``out.mul_(gain)``, which fx drops
+    # (pytorch#68301); without skipinit (timm's default) it traces, and its convs inflate.
+    trace_through(nfnet.NormFreeBlock, lambda block: getattr(block, "skipinit_gain", None) is None)
 
 
 def _register_transformers() -> None:
