@@ -43,17 +43,9 @@ def profile_models(args: argparse.Namespace) -> None:
     setup = speed.Setup(device=torch.device(args.device), dtype=torch.bfloat16 if cuda else None,
                         channels_last=cuda, batch=16 if cuda else 1, frames=8, size=224 if cuda else 112)
     for name in args.models:
-        models = speed.build(name, args.i3d_frames if name == "i3d_rgb" else setup.frames)
         frames = args.i3d_frames if name == "i3d_rgb" else setup.frames
-        clip = torch.randn(setup.batch, 3, frames, setup.size, setup.size, device=setup.device)
-        inputs2d = speed.frames_of(clip)
-        if setup.channels_last:
-            clip = clip.contiguous(memory_format=torch.channels_last_3d)
-            inputs2d = inputs2d.contiguous(memory_format=torch.channels_last)
-        for key, model in models.items():
-            model.to(setup.device)
-            if setup.channels_last:
-                model.to(memory_format=torch.channels_last if key == "2d" else torch.channels_last_3d)
+        models = speed.build(name, frames)
+        clip, inputs2d = speed.place(models, (setup.batch, 3, frames, setup.size, setup.size), setup)
         for mode in args.modes:
             tables = {}
             for variant in args.variants:

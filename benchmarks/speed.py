@@ -93,6 +93,22 @@ def frames_of(clip: torch.Tensor) -> torch.Tensor:
     return clip.transpose(1, 2).flatten(0, 1).contiguous()
 
 
+def place(models: dict[str, nn.Module], shape: tuple[int, ...], setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move ``models`` to the setup's device and memory format (channels_last for the 2D model,
+    channels_last_3d for the others, where asked); return a random clip of ``shape`` and its
+    frames folded into the batch, in the same formats."""
+    clip = torch.randn(*shape, device=setup.device)
+    inputs2d = frames_of(clip)
+    if setup.channels_last:
+        clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        inputs2d = inputs2d.contiguous(memory_format=torch.channels_last)
+    for key, model in models.items():
+        model.to(setup.device)
+        if setup.channels_last:
+            model.to(memory_format=torch.channels_last if key == "2d" else torch.channels_last_3d)
+    return clip, inputs2d
+
+
 def make_step(model: nn.Module, inputs: torch.Tensor, mode: str, setup: Setup, folding: bool) -> Callable[[], None]:
     """One forward (or training step) of ``model`` on ``inputs``, synchronised on CUDA."""
     labels = torch.randint(0, NUM_CLASSES, (inputs.shape[0] if inputs.dim() == 4 else setup.batch,),
@@ -142,15 +158,7 @@ def run_model(name: str, setup: Setup, args: argparse.Namespace) -> list[str]:
     models = build(name, frames)
     print(f"  built in {time.perf_counter() - built:.1f} s", flush=True)
 
-    clip = torch.randn(*shape, device=setup.device)
-    inputs2d = frames_of(clip)
-    if setup.channels_last:
-        clip = clip.contiguous(memory_format=torch.channels_last_3d)
-        inputs2d = inputs2d.contiguous(memory_format=torch.channels_last)
-    for key, model in models.items():
-        model.to(setup.device)
-        if setup.channels_last:
-            model.to(memory_format=torch.channels_last if key == "2d" else torch.channels_last_3d)
+    clip, inputs2d = place(models, shape, setup)
 
     clip1 = torch.randn(1, 3, frames, size, size, device=setup.device)  # FLOPs per clip, float32
     flops = {key: flop_count(models[key], frames_of(clip1) if key == "2d" else clip1) for key in ("2d", "kt1", "i3d")}

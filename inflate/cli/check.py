@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (build_2d, check_frame_size, check_memory, check_options_apply, check_tubelet, emit, frame_size,
-                     inflate_with_progress, parse_overrides, validate_num_classes, validate_policy, validate_time)
+from .common import (build_2d, check_memory, check_options_apply, check_tubelet, emit, frame_size,
+                     inflate_with_progress, parse_overrides, sample_size, validate_num_classes, validate_policy,
+                     validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, FrameSizeOpt, InputSizeOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -52,10 +53,7 @@ def check(
     given_channels, size = frame_size(size, input_size)
     model2d = build_2d(model, pretrained, weights, num_classes)
     check_tubelet(model, model2d, time, resolved.name, tubelet)
-    channels, *default = default_input_size(model2d)
-    if size is not None:
-        check_frame_size(model, model2d, channels, size, tuple(default), given_channels=given_channels)
-    sample = (channels, *(size or default))
+    sample = sample_size(model, model2d, default_input_size(model2d), size, given_channels)
     check_memory(model, model2d, time, sample, "check")
     randomize = randomize if randomize is not None else not (pretrained or weights)
     if randomize:

@@ -7,7 +7,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
 from torch import nn
@@ -279,6 +279,16 @@ def frame_size(size: Optional[tuple[int, int]],
         raise InvalidInputError(f"--size {' '.join(map(str, size))}: height and width must be positive integers "
                                 "(e.g. --size 112 112)")
     return None, size
+
+
+def sample_size(model_name: str, model: nn.Module, default: Sequence[int], size: Optional[tuple[int, int]],
+                given_channels: Optional[int], t: Optional[int] = None) -> tuple[int, int, int]:
+    """(C, H, W) of the sample image: ``default``'s channels with ``size`` (checked by
+    :func:`check_frame_size`) where given, else ``default``."""
+    channels, *frame = default
+    if size is not None:
+        check_frame_size(model_name, model, channels, size, tuple(frame), t=t, given_channels=given_channels)
+    return (channels, *(size or frame))
 
 
 def check_frame_size(model_name: str, model: nn.Module, channels: int, size: tuple[int, int],

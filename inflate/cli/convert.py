@@ -9,9 +9,10 @@ import typer
 
 from ..core.errors import InvalidInputError
 from ..core.files import check_output_path
-from .common import (build_2d, build_3d_preset, check_frame_size, check_memory, check_options_apply, check_tubelet,
+from .common import (build_2d, build_3d_preset, check_memory, check_options_apply, check_tubelet,
                      count_parameters, emit, frame_size, human_bytes, inflate_with_progress, is_3d_preset,
-                     parse_overrides, refuse_options, validate_num_classes, validate_policy, validate_time)
+                     parse_overrides, refuse_options, sample_size, validate_num_classes, validate_policy,
+                     validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, FrameSizeOpt, InputSizeOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -117,18 +118,13 @@ def convert(
             raise InvalidInputError(f"--size does not apply to the ready 3D model {model} written as {fmt} (it is "
                                     "not traced; the size is the ONNX export's example input); leave it out")
         model3d = build_3d_preset(model, time, weights, num_classes, pad_mode)
-        channels, *default = model3d.inflation.input_size
-        if size is not None:
-            check_frame_size(model, model3d, channels, size, tuple(default), t=time, given_channels=given_channels)
-        check_memory(model, None, time, (channels, *(size or default)), "export")
+        sample = sample_size(model, model3d, model3d.inflation.input_size, size, given_channels, t=time)
+        check_memory(model, None, time, sample, "export")
         report = model3d.inflation.report
     else:
         model2d = build_2d(model, pretrained, weights, num_classes)
         check_tubelet(model, model2d, time, resolved.name, tubelet)
-        channels, *default = _input_size(model2d)
-        if size is not None:
-            check_frame_size(model, model2d, channels, size, tuple(default), given_channels=given_channels)
-        sample = (channels, *(size or default))
+        sample = sample_size(model, model2d, _input_size(model2d), size, given_channels)
         check_memory(model, model2d, time, sample, "export")
         model3d, report = inflate_with_progress(model2d, time, not (quiet or as_json), policy=resolved.name, init=init,
                                                 pad_mode=pad_mode, overrides=overrides,
