@@ -26,6 +26,12 @@ __all__ = [
     "insert_time",
     "fold_time",
     "unfold_time",
+    "Scores",
+    "repeat_axis",
+    "softmax_over_time",
+    "softmax_over_slots",
+    "mean_over_slots",
+    "normalize_over_time",
 ]
 
 
@@ -44,6 +50,29 @@ class Clip:
     collapsed: bool = False
 
     def with_(self, **changes: object) -> "Clip":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Attention scores between the tokens of every time slot: a tensor of the 2D graph's rank
+    whose query axis ``q`` and key axis ``k`` hold T·N entries each, time-major (entry t·N + i
+    is token i of slot t). ``slots`` is the graph node giving T. ``q`` or ``k`` is None once
+    reduced to one entry (``keepdim`` sums that normalise the scores).
+
+    Every entry keeps the 2D graph's value on a boring clip: a reduction over an axis holding
+    T copies is the 2D reduction averaged over time (:func:`softmax_over_slots`,
+    :func:`mean_over_slots`).
+    """
+
+    q: int | None
+    k: int | None
+    rank2d: int
+    slots: object
+
+    def with_(self, **changes: object) -> "Scores":
         from dataclasses import replace
 
         return replace(self, **changes)
@@ -102,3 +131,42 @@ def fold_time(x: torch.Tensor, td: int) -> torch.Tensor:
 def unfold_time(y: torch.Tensor, batch: int) -> torch.Tensor:
     """(B·T, ...) → (B, T, ...), undoing :func:`fold_time`."""
     return y.unflatten(0, (batch, -1))
+
+
+def repeat_axis(x: torch.Tensor, axis: int, times: int) -> torch.Tensor:
+    """``x`` repeated ``times`` times along ``axis`` (time-major: entry t·N + i is x[i])."""
+    return x.repeat(*[times if d == axis else 1 for d in range(x.dim())])
+
+
+def softmax_over_slots(x: torch.Tensor, dim: int, slots: int, log: bool = False) -> torch.Tensor:
+    """Softmax over an axis holding ``slots`` time slots of N entries, scaled so that each entry
+    keeps its 2D value on a boring clip: ``slots`` · softmax (its log: log_softmax + log slots).
+    The weights average to the 2D weights over time, and a contraction over that axis divides by
+    ``slots`` (:func:`mean_over_slots`)."""
+    if log:
+        return torch.log_softmax(x, dim) + torch.log(torch.as_tensor(slots, dtype=x.dtype, device=x.device))
+    return torch.softmax(x, dim) * slots
+
+
+def softmax_over_time(x: torch.Tensor, dim: int, time_axis: int, log: bool = False) -> torch.Tensor:
+    """Softmax over 3D axis ``dim`` and the time axis ``time_axis`` just before it, jointly
+    (:func:`softmax_over_slots`: every slot's entries compete; each keeps its 2D value on a
+    boring clip)."""
+    slots = x.shape[time_axis]
+    out = softmax_over_slots(x.flatten(time_axis, dim), time_axis, slots, log)
+    return out.unflatten(time_axis, (slots, -1))
+
+
+def mean_over_slots(x: torch.Tensor, slots: int) -> torch.Tensor:
+    """A sum over T·N entries (a contraction of the scores with the values) as the mean over time
+    of the 2D sums."""
+    return x / slots
+
+
+def normalize_over_time(x: torch.Tensor, p: float, dim: int, time_axis: int, eps: float = 1e-12) -> torch.Tensor:
+    """``F.normalize`` over 3D axis ``dim`` and the time axis just before it: divided by the p-norm
+    over both, taken as the mean over time of the 2D p-th powers (‖x‖ₚ / T^(1/p)), so each entry
+    keeps its 2D value on a boring clip."""
+    slots = x.shape[time_axis]
+    norm = x.norm(p, dim=(time_axis, dim), keepdim=True) / slots ** (1.0 / p)
+    return x / norm.clamp_min(eps)

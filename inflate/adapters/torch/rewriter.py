@@ -13,7 +13,7 @@ time is copied as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from torch import fx, nn
 
@@ -193,6 +193,9 @@ class Rewriter:
         if not any(self.info(a) is not None for a in node.all_input_nodes):
             # Nothing here carries time: the op runs as in the 2D model.
             return self.graph.node_copy(node, lambda a: self.env[a][0]), None
+        if self.scores_handler is not None and any(isinstance(self.info(a), layout.Scores)
+                                                   for a in node.all_input_nodes):
+            return self.scores_handler(self, node)
         target = type(self.submodule(node)) if node.op == "call_module" else node.target
         handler = handler_for(node.op, target if node.op != "call_method" else str(target))
         if handler is None:
@@ -237,6 +240,8 @@ class Rewriter:
         return self.call_function(layout.unfold_time, out, self.batch), Clip(1, len(out_shape))
 
     batch_size: int = 0
+    # ops reading attention scores across time slots (layout.Scores): set by handlers.matmul
+    scores_handler: ClassVar[Optional[Handler]] = None
 
 
 def rewrite_node(rw: Rewriter, node: fx.Node) -> HandlerResult:

@@ -6,10 +6,10 @@ when timm is installed). A new op is one rule (``inflate/rules/``) and one handl
 
 from __future__ import annotations
 
-from . import attention, axis, conv, linear, norm, pointwise, pool, resample  # noqa: F401
+from . import attention, axis, conv, linear, matmul, norm, pointwise, pool, resample  # noqa: F401
 from .attention import dynamic_image_size
 from .timm import register_timm
 
 register_timm()
 
-__all__ = ["dynamic_image_size", "attention", "axis", "conv", "linear", "norm", "pointwise", "pool", "resample"]
+__all__ = ["dynamic_image_size", "attention", "axis", "conv", "linear", "matmul", "norm", "pointwise", "pool", "resample"]

@@ -197,6 +197,9 @@ def _reduction(rw: Rewriter, node: fx.Node, name: str) -> HandlerResult:
     # reducing the axis time travels with reduces time too (a global pool)
     reduction = reduce_axes(dim if isinstance(dim, (tuple, list)) else [dim], clip.td, clip.rank2d)
     out = rw.call_method(name, x, reduction.axes, keepdim=keepdim, **extra)
+    if name == "sum" and reduction.over_time and not clip.collapsed:
+        # a sum over tokens is the 2D sum averaged over time: the same value on a boring clip
+        out = rw.call_function(layout.mean_over_slots, out, rw.frames(x, clip))
     if keepdim:
         return out, clip.with_(collapsed=clip.collapsed or reduction.over_time)
     if reduction.time_axis is None:
@@ -344,9 +347,15 @@ def squeeze(rw: Rewriter, node: fx.Node) -> HandlerResult:
 
 
 def _softmax(rw: Rewriter, node: fx.Node, fn: Any, method: bool) -> HandlerResult:
+    """Softmax along one axis; along the axis time travels with (tokens), over the tokens of every
+    time slot together, each weight kept at its 2D value on a boring clip
+    (:func:`~..layout.softmax_over_time`)."""
     x, clip = first_clip(rw, node)
     dim = arg(node, 1, "dim")
     rest = {k: v for k, v in node.kwargs.items() if k not in ("dim", "input")}
+    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and not rest:
+        log = (fn if method else fn.__name__) == "log_softmax"
+        return rw.call_function(layout.softmax_over_time, x, clip.td + 1, clip.td, log), clip
     if method:
         return rw.call_method(fn, x, dim_to_3d(dim, clip), **rest), clip
     return rw.call_function(fn, x, dim_to_3d(dim, clip), **rest), clip
@@ -362,6 +371,20 @@ def softmax_method(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return _softmax(rw, node, str(node.target), True)
 
 
+
+
+@handles("axis", F.normalize)
+def normalize(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """F.normalize along one axis; along the axis time travels with (tokens), over the tokens of
+    every time slot with the norm's mean over time (:func:`~..layout.normalize_over_time`), so that
+    each entry keeps its 2D value on a boring clip."""
+    x, clip = first_clip(rw, node)
+    p, dim, eps = arg(node, 1, "p", 2.0), arg(node, 2, "dim", 1), arg(node, 3, "eps", 1e-12)
+    if arg(node, 4, "out") is not None:
+        return rw.frame_wise(node, "F.normalize with out=")
+    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed:
+        return rw.call_function(layout.normalize_over_time, x, p, clip.td + 1, clip.td, eps), clip
+    return rw.call_function(F.normalize, x, p, dim_to_3d(dim, clip), eps), clip
 
 
 @handles("axis", nn.Flatten)

@@ -8,7 +8,7 @@ from torch import fx, nn
 
 from ..layout import Clip
 from ..registry import handles
-from ..rewriter import HandlerResult, Rewriter
+from ..rewriter import HandlerResult, LayerRecord, Rewriter
 from ._common import arg, first_clip
 
 __all__ = ["last_axes"]
@@ -40,3 +40,21 @@ def layer_norm_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 @handles("layer_norm", nn.LayerNorm)
 def layer_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return last_axes(rw, node, len(rw.submodule(node).normalized_shape))
+
+
+@handles("linear", nn.Conv1d)
+def pointwise_conv1d(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """A Conv1d of kernel 1 over (B, C, L) tokens is a linear layer over channels: it runs as in 2D
+    on the tokens of all time slots (CoaT's class-token aggregation). Wider kernels mix
+    neighbouring tokens and run frame by frame."""
+    module = rw.submodule(node)
+    x, clip = first_clip(rw, node)
+    if module.kernel_size != (1,) or module.stride != (1,) or module.padding not in ((0,), "valid") or \
+            clip.rank2d != 3 or clip.td == 1:
+        return rw.frame_wise(node, "a Conv1d wider than one token")
+    path = str(node.target)
+    x, clip = rw.move_time(x, clip, 2)
+    slots = rw.frames(x, clip)
+    out = rw.call_module(path, rw.call_method("flatten", x, 2, 3))
+    rw.note(LayerRecord(path, "Conv1d", "same op on the tokens of every frame", "per-frame", kind="linear"))
+    return rw.call_method("unflatten", out, 2, (slots, -1)), Clip(2, 3, clip.collapsed)

@@ -9,6 +9,7 @@ runs frame by frame and the report says so.
 from __future__ import annotations
 
 import copy
+import importlib
 
 from torch import fx, nn
 
@@ -110,6 +111,14 @@ def _register_traced_blocks() -> None:
     # NormFreeBlock is a leaf for its skipinit's in-place ``out.mul_(gain)``, which fx drops
     # (pytorch#68301); without skipinit (timm's default) it traces, and its convs inflate.
     trace_through(nfnet.NormFreeBlock, lambda block: getattr(block, "skipinit_gain", None) is None)
+    # ConvAttention (CPUBone, LowFormer) is a leaf for its crop to the input size, which traces
+    # as a slice; only the padding of its small-kernel form branches on the frame size.
+    for name in ("cpubone", "lowformer"):
+        try:
+            module = importlib.import_module(f"timm.models.{name}")
+        except ImportError:  # older timm
+            continue
+        trace_through(module.ConvAttention, lambda attn: not getattr(attn, "small_kernels", False))
 
 
 def _register_transformers() -> None:
