@@ -45,3 +45,23 @@ def test_boring_video_and_frame_order(name: str) -> None:
     order = check_order_sensitivity(model3d, t=8)
     print(f"{name}: {order}")
     assert order.passed, str(order)
+
+
+SMALL_REPRESENTATIVE = {"resnet18", "inception_v3"}  # inception_v3: avg pools on maps smaller than the window
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in SMALL_REPRESENTATIVE else pytest.mark.zoo,
+                                               id=name) for name in ARCHITECTURES])
+def test_boring_video_and_frame_order_at_128(name: str) -> None:
+    """The same list at 128², a usual video crop: the 3D model takes every size its 2D model takes."""
+    model2d = randomize_weights(timm.create_model(name, pretrained=False).eval(), seed=1)
+    image = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model2d(image)  # every model of the list runs at 128² in 2D
+    model3d, report = inflate_model(model2d, t=8, input_size=(3, 128, 128), return_report=True)
+    assert report.frame_wise == (), report.table()
+    boring = check_boring_video(model2d, model3d, t=8, image=image)
+    assert boring.passed, str(boring)
+    clip = torch.randn(1, 3, 8, 128, 128, generator=torch.Generator().manual_seed(1))
+    order = check_order_sensitivity(model3d, t=8, clip=clip)
+    assert order.passed, str(order)
