@@ -234,3 +234,65 @@ def test_tubelet_embedding_floors_space_as_the_2d_conv() -> None:
     model3d, _ = _assert_inflates(FlooredEmbedding(), (3, 16, 16))
     with pytest.raises(ShapeMismatchError, match=r"multiple of the tubelet size 2"):
         model3d(torch.zeros(1, 3, 3, 16, 16))
+
+
+# ----- timm blocks kept whole: CSATv2's DCT stem, MobileNetV5's fusion adapter -----
+
+class DctNet(nn.Module):
+    """CSATv2's LearnableDct2d stem (8×8 block DCT, then three 1×1 convs), a 3×3 conv, a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import importlib
+
+        csatv2 = importlib.import_module("timm.models.csatv2")
+        self.stem_dct = csatv2.LearnableDct2d(8, out_chs=16)
+        self.conv = nn.Conv2d(16, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(self.stem_dct(x)).relu().mean((2, 3)))
+
+
+def test_dct_stem_runs_its_fixed_transform_per_frame_and_inflates_its_convs() -> None:
+    """The stem's three 1×1 convs take the stem's time stride (2), all three alike; the output of the
+    stem on a clip equals the 2D stem on each kept frame (every other one)."""
+    model2d = DctNet()
+    model3d, report = _assert_inflates(model2d, (3, 32, 32))  # randomises model2d in place
+    record = next(r for r in report.layers if r.path == "stem_dct")
+    assert (record.op3d, record.time_stride) == ("LearnableDct3d", 2)
+    stem = model3d.stem_dct
+    assert [c.stride[0] for c in (stem.conv_y, stem.conv_cb, stem.conv_cr)] == [2, 2, 2]
+    clip = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(2))
+    reference = model2d.stem_dct
+    with torch.no_grad():
+        got = stem(clip)
+        expected = torch.stack([reference(clip[:, :, i]) for i in (0, 2)], dim=2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+class FusionNet(nn.Module):
+    """Two stages at two frame sizes fused by MobileNetV5's multi-scale fusion adapter (nearest
+    upsampling of the smaller map, an inverted-residual block, a 2×2 average pool to its output size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import importlib
+
+        mobilenetv5 = importlib.import_module("timm.models.mobilenetv5")
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.msfa = mobilenetv5.MobileNetV5MultiScaleFusionAdapter([8, 12], 16, output_resolution=4)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        high = self.stem(x).relu()
+        return self.fc(self.msfa([high, self.down(high).relu()]).mean((2, 3)))
+
+
+def test_multi_scale_fusion_adapter_inflates() -> None:
+    """No frame-wise op: the adapter's inner block is inflated (its 3×3-free block keeps time 1, the
+    model's convs mix time), exact on boring clips and order-sensitive."""
+    model3d, report = _assert_inflates(FusionNet(), (3, 32, 32))
+    assert any(r.path == "msfa" and r.op3d == "MultiScaleFusion3d" for r in report.layers), report.table()
+    assert any(r.path.startswith("msfa.ffn.") and r.kind == "conv" for r in report.layers), report.table()

@@ -4,6 +4,7 @@ F.conv2d with a kernel that carries no time → F.conv3d, its kernel inflated at
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Optional, Sequence
 
 import torch
@@ -41,10 +42,13 @@ def _weights(conv: nn.Module) -> dict[str, Any]:
 
 
 def inflate_conv_module(rw: Rewriter, path: str, conv: nn.Conv2d, same: bool = False,
-                        kind: str = "conv") -> tuple[nn.Module, InflatedOp]:
+                        kind: str = "conv", role: Optional[str] = None) -> tuple[nn.Module, InflatedOp]:
     """Build the :class:`~..modules.InflatedConv3d` for a 2D convolution at ``path`` with the
-    rule ``kind`` ("conv", or "patch_embed" for a patch embedding's tubelets)."""
+    rule ``kind`` ("conv", or "patch_embed" for a patch embedding's tubelets); ``role`` overrides
+    the one its path gives (the convs of a stem module kept whole are all the stem's)."""
     spec = _conv_spec(rw, path, conv, same, kind)
+    if role is not None:
+        spec = replace(spec, role=role)  # type: ignore[arg-type]
     op, weights3d = rw.inflate_op(spec, _weights(conv))
     conv3d = m3d.InflatedConv3d(
         conv.in_channels, conv.out_channels, op.kernel, op.stride, op.padding, op.dilation, op.groups,

@@ -36,6 +36,9 @@ def register_timm() -> bool:
     _register_traced_blocks()
     _register_transformers()
     _register_attention()
+    from .timm_blocks import register_timm_blocks
+
+    register_timm_blocks()
     return True
 
 
