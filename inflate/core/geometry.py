@@ -271,6 +271,9 @@ POINTWISE_OPS: tuple[PointwiseOp, ...] = (
     _binary("Min", "torch.minimum", "Tensor.minimum"),
     _binary("Where", "torch.where", "Tensor.where", "Tensor.masked_fill"),
     _binary("PRelu", "F.prelu", "nn.PReLU"),
+    # input + value · t1 · t2 (or / t2): GRN's affine (timm's GlobalResponseNorm), Adam-style updates
+    _binary("", "torch.addcmul", "Tensor.addcmul"),
+    _binary("", "torch.addcdiv", "Tensor.addcdiv"),
     *(_binary(name) for name in ("Sum", "Mean", "Mod", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual",
                                  "And", "Or", "Xor")),  # ONNX only
 )

@@ -52,3 +52,9 @@ def inflate_conv_transpose(op: OpSpec, time: TimeSpec) -> InflatedOp:
         )
     front, back = time.pads  # type: ignore[misc]
     return replace(windowed(op, time), time_pads=(back, front) if time.padding is None else (front, back))
+
+
+@register_rule("filter", weights=conv_weights, temporal=Temporal("none", weighted=True))
+def inflate_filter(op: OpSpec, time: TimeSpec) -> InflatedOp:
+    """Fixed-kernel convolution (F.conv2d with a buffer kernel: anti-aliasing blurs): time 1 unless an override says."""
+    return windowed(op, time)

@@ -507,6 +507,8 @@ class PatchEmbed3d(nn.Module):
 
     ``proj`` is the k_t×p×p conv with stride (k_t, s, s); ``time_embed`` (1, T', 1, D) is a
     learned per-time-slot embedding that starts at zero (resampled linearly for other clip lengths).
+    ``norm`` is the 2D embedding's; under "channels_first" it takes the frames folded into the batch.
+    T must be a multiple of k_t; H and W need only what the 2D conv needs (it floors, as in 2D).
     """
 
     LAYOUTS = ("tokens", "channels_last", "channels_first")
@@ -525,17 +527,16 @@ class PatchEmbed3d(nn.Module):
         self.time_embed = nn.Parameter(torch.zeros(1, time_slots, 1, dim)) if temporal_embedding else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, _, frames, height, width = x.shape
-        stride = self.proj.stride[1:]
-        if frames % self.tubelet or (self.patch_size == stride and (height % stride[0] or width % stride[1])):
+        frames = x.shape[2]
+        # Only time must divide: space is cut as the 2D conv cuts it (a frame size that is not a
+        # multiple of the stride drops the last rows, as in 2D; a 2D PatchEmbed that forbids that
+        # has refused the size already).
+        if frames % self.tubelet:
             from ...core.errors import ShapeMismatchError
 
             raise ShapeMismatchError(
-                "clip (T, H, W) for a tubelet embedding", (f"T % {self.tubelet} == 0", f"H % {self.patch_size[0]} == 0",
-                                                           f"W % {self.patch_size[1]} == 0"),
-                (frames, height, width),
-                f"the clip length must be a multiple of the tubelet size {self.tubelet} and the frame size a multiple "
-                f"of the patch size {self.patch_size}",
+                "clip (T, H, W) for a tubelet embedding", (f"T % {self.tubelet} == 0", "H", "W"), tuple(x.shape[2:]),
+                f"the clip length must be a multiple of the tubelet size {self.tubelet}",
             )
         x = self.proj(x)  # (B, D, T', H', W')
         if self.layout == "tokens":
@@ -544,6 +545,10 @@ class PatchEmbed3d(nn.Module):
             x = x.permute(0, 2, 3, 4, 1)
         if self.time_embed is not None:
             x = x + self._time_embedding(x.shape[2 if self.layout == "channels_first" else 1])
+        if self.layout == "channels_first" and not isinstance(self.norm, nn.Identity):
+            # a 2D norm of (B, D, H', W') maps (BatchNorm2d, LayerNorm2d) on the frames folded into the
+            # batch: BatchNorm2d's statistics over B·T'·H'·W' are BatchNorm3d's, a LayerNorm2d is per position
+            return unfold_frames(self.norm(fold_frames(x)), x.shape[0])
         return self.norm(x)
 
     def _time_embedding(self, slots: int) -> torch.Tensor:

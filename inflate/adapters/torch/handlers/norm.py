@@ -1,20 +1,27 @@
 """Normalisation (rules ``batch_norm``, ``group_norm``): statistics and affine parameters carry
-over through the core rule; batch norm becomes InflatedBatchNorm3d, group norm keeps its module."""
+over through the core rule; batch norm becomes InflatedBatchNorm3d (BatchNorm1d a 1D/2D batch
+norm with time behind the channels), group norm keeps its module. Vector norms over axes (rule
+``axis``: Tensor.norm, torch.norm, torch.linalg.vector_norm, as GRN computes them) reduce time
+with the axis it travels with, scaled to the 2D norm on a boring clip."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ....core.geometry import reduce_axes
 from ....core.spec import OpSpec
 from .. import modules as m3d
+from ..layout import Clip
 from ..registry import handles
 from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, node_path
-from ._common import first_clip, module_weights, set_params
+from ._common import arg, first_clip, module_weights, set_params
 
-__all__ = ["batch_norm_result"]
+__all__ = ["batch_norm_result", "clip_vector_norm"]
 
 
 def batch_norm_result(rw: Rewriter, node: fx.Node, cls: type = m3d.InflatedBatchNorm3d,
@@ -34,6 +41,21 @@ def batch_norm_result(rw: Rewriter, node: fx.Node, cls: type = m3d.InflatedBatch
 @handles("batch_norm", nn.BatchNorm2d)
 def batch_norm(rw: Rewriter, node: fx.Node) -> ModuleResult:
     return batch_norm_result(rw, node)
+
+
+@handles("batch_norm", nn.BatchNorm1d)
+def batch_norm_1d(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """BatchNorm1d on (N, C) or (N, C, L) (NextViT's E-MHSA norm on tokens, BN heads on pooled
+    features): with time behind the channels the input is (N, C, T[, L]), normalised per channel
+    over (N, T[, L]) by BatchNorm1d (3D input) or BatchNorm2d (4D), holding the 2D module's weights."""
+    x, clip = first_clip(rw, node)
+    if clip.rank2d not in (2, 3):
+        return rw.frame_wise(node, f"expected a (N, C) or (N, C, L) input, got {clip.rank2d}D")
+    cls = nn.BatchNorm1d if clip.rank2d == 2 else nn.BatchNorm2d
+    result = batch_norm_result(rw, node, cls)
+    x, clip = rw.move_time(x, clip, 2)
+    path = rw.replace_module(node, result.module, result.record)
+    return rw.call_module(path, x), clip
 
 
 @handles("group_norm", nn.GroupNorm)
@@ -66,3 +88,54 @@ def group_norm_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
     out = rw.emit_like(node, args, rw.value(node.kwargs))
     rw.note(LayerRecord(path, "group_norm", "group_norm", "per-frame", kind=op.kind))
     return out, clip
+
+
+# ----- vector norms over axes -----
+
+def clip_vector_norm(x: torch.Tensor, ord: float, dim: Optional[Sequence[int]], keepdim: bool,
+                     time_dim: Optional[int], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``torch.linalg.vector_norm(x, ord, dim, keepdim)`` of a clip whose axis ``time_dim`` is
+    among the reduced ones (None: time is not reduced), divided by T^(1/ord): the ord-power mean
+    over frames of each frame's norm, so a clip of one repeated frame gives the 2D norm (GRN's
+    spatial norm, taken over space-time). ord 0 counts non-zeros (divided by T); ±inf needs no
+    scale."""
+    out = torch.linalg.vector_norm(x, ord, dim=None if dim is None else tuple(dim), keepdim=keepdim, dtype=dtype)
+    if time_dim is None or math.isinf(ord):
+        return out
+    frames = x.shape[time_dim]
+    return out / frames if ord == 0 else out / frames ** (1.0 / ord)
+
+
+def _norm(rw: Rewriter, node: fx.Node, ord: Any, dim: Any, keepdim: Any, dtype: Any) -> HandlerResult:
+    x, clip = first_clip(rw, node)
+    if ord == "fro":
+        ord = 2.0
+    if isinstance(ord, str) or not isinstance(ord, (int, float)) or isinstance(ord, bool) or \
+            not isinstance(keepdim, bool) or isinstance(dim, fx.Node):
+        return rw.frame_wise(node, f"a matrix norm (p={ord!r}) or arguments computed at run time")
+    if dim is None:  # the whole tensor, time and batch included: a scalar
+        out = rw.call_function(clip_vector_norm, x, float(ord), None, keepdim, clip.td, dtype)
+        return out, (clip.with_(collapsed=True) if keepdim else None)
+    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
+    reduction = reduce_axes(dims, clip.td, clip.rank2d)
+    out = rw.call_function(clip_vector_norm, x, float(ord), reduction.axes, keepdim,
+                           clip.td if reduction.over_time else None, dtype)
+    if keepdim:
+        return out, clip.with_(collapsed=clip.collapsed or reduction.over_time)
+    if reduction.time_axis is None:
+        return out, None
+    return out, Clip(reduction.time_axis, reduction.rank2d, clip.collapsed)
+
+
+@handles("axis", "norm", torch.norm)
+def norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """Tensor.norm and torch.norm: p "fro" or a number over ``dim`` is a vector norm
+    (torch computes it with torch.linalg.vector_norm); "nuc" runs frame by frame."""
+    return _norm(rw, node, arg(node, 1, "p", "fro"), arg(node, 2, "dim"), arg(node, 3, "keepdim", False),
+                 node.kwargs.get("dtype"))
+
+
+@handles("axis", torch.linalg.vector_norm)
+def vector_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    return _norm(rw, node, arg(node, 1, "ord", 2), arg(node, 2, "dim"), arg(node, 3, "keepdim", False),
+                 node.kwargs.get("dtype"))

@@ -143,3 +143,47 @@ def adaptive_avg_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 @handles("adaptive_max_pool", F.adaptive_max_pool2d)
 def adaptive_max_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return _adaptive_fn(rw, node, "adaptive_max_pool", F.adaptive_max_pool3d)
+
+
+# ----- 1D pools over tokens -----
+
+def _single(value: Any) -> int:
+    return int(value[0]) if isinstance(value, (tuple, list)) else int(value)
+
+
+def _pool1d(rw: Rewriter, node: fx.Node, kind: str) -> HandlerResult:
+    """nn.AvgPool1d / nn.MaxPool1d on (N, C, L): with time as its own axis, (N, C, T, L) is pooled
+    as (N, C, T, 1, L) by a 3D pool of window (k_t, 1, k) (k_t = 1 unless the policy says): each
+    frame's tokens are pooled among themselves, as NextViT's E-MHSA reduces its keys and values."""
+    module = rw.submodule(node)
+    x, clip = first_clip(rw, node)
+    if clip.rank2d != 3:
+        return rw.frame_wise(node, f"expected a (N, C, L) input, got {clip.rank2d}D")
+    if getattr(module, "return_indices", False):
+        return rw.frame_wise(node, "max pooling with return_indices")
+    path = str(node.target)
+    kernel = _single(module.kernel_size)
+    stride = kernel if module.stride in (None, (), []) else _single(module.stride)
+    spec = OpSpec(kind, path, (1, kernel), (1, stride), (0, _single(module.padding)),
+                  (1, _single(getattr(module, "dilation", 1))), role=rw.role(path))
+    op, _ = rw.inflate_op(spec)
+    if get_rule(kind).temporal.pool == "max":
+        pool: nn.Module = m3d.InflatedMaxPool3d(op.kernel, op.stride, op.padding, op.dilation, module.ceil_mode,
+                                                op.time_pads, op.time_pad_mode)
+    else:
+        pool = m3d.InflatedAvgPool3d(op.kernel, op.stride, op.padding, module.ceil_mode, module.count_include_pad,
+                                     None, op.time_pads, op.time_pad_mode)
+    x, clip = rw.move_time(x, clip, 2)  # (N, C, T, L)
+    path = rw.replace_module(node, pool, LayerRecord.of(path, type(module).__name__, type(pool).__name__, op))
+    out = rw.call_module(path, rw.call_method("unsqueeze", x, 3))
+    return rw.call_method("squeeze", out, 3), clip
+
+
+@handles("avg_pool", nn.AvgPool1d)
+def avg_pool1d(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    return _pool1d(rw, node, "avg_pool")
+
+
+@handles("max_pool", nn.MaxPool1d)
+def max_pool1d(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    return _pool1d(rw, node, "max_pool")

@@ -37,6 +37,9 @@ def register_timm() -> bool:
     _register_traced_blocks()
     _register_transformers()
     _register_attention()
+    from .timm_blocks import register_timm_blocks
+
+    register_timm_blocks()
     return True
 
 
@@ -128,12 +131,22 @@ def _register_transformers() -> None:
 
     @handles("patch_embed", PatchEmbed)
     def patch_embed(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
+        """Tokens (B, N, D), NHWC or NCHW maps out. The stem's embedding takes tubelets; a later
+        one (Visformer's, PVT's stage embeddings after a conv stem) is a strided conv whose time the
+        policy gives (1 by default), so time is not halved again at every stage."""
         module = rw.submodule(node)
-        channels_last = not getattr(module, "flatten", True) and str(getattr(module, "output_fmt", "")).endswith("NHWC")
-        if not (getattr(module, "flatten", True) or channels_last) or getattr(module, "dynamic_img_pad", False):
-            return rw.frame_wise(node, "a patch embedding that outputs NCHW, or pads dynamically")
-        return tubelet_embedding(rw, node, module, module.proj, module.norm,
-                                 "channels_last" if channels_last else "tokens")
+        if getattr(module, "dynamic_img_pad", False):
+            return rw.frame_wise(node, "a patch embedding that pads dynamically")
+        fmt = str(getattr(module, "output_fmt", ""))
+        if getattr(module, "flatten", True):
+            layout = "tokens"
+        elif fmt.endswith("NHWC"):
+            layout = "channels_last"
+        elif fmt.endswith("NCHW"):
+            layout = "channels_first"
+        else:
+            return rw.frame_wise(node, f"a patch embedding with output format {fmt!r}")
+        return tubelet_embedding(rw, node, module, module.proj, module.norm, layout)
 
     @handles("patch_embed", pit.ConvEmbedding)
     def conv_embedding(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
