@@ -90,6 +90,8 @@ class Rewriter:
     records: list[LayerRecord] = field(default_factory=list)
     batch: Any = None  # node giving the batch size of the input clip
     t: int = 8  # the clip length the model is made for
+    # tried before a module with no rule runs per frame as a whole: its joint space-time form, or None
+    whole_module: Optional[Callable[["Rewriter", fx.Node], Optional[HandlerResult]]] = None
 
     # ----- reading the 2D graph -----
 
@@ -211,7 +213,12 @@ class Rewriter:
         For a node with no rule (``declared=False``) this is the fallback, reported as
         "frame-wise", and ``strict`` raises instead, naming the node. A rule may choose it on
         purpose (``declared=True``: windowed attention blocks under the "frames" policy).
+        A module is first offered to ``whole_module``, which may make it attend across time.
         """
+        if not declared and node.op == "call_module" and self.whole_module is not None:
+            joint = self.whole_module(self, node)
+            if joint is not None:
+                return joint
         if self.strict and not declared:
             raise self.unsupported(node, why)
         clips = [(a, self.info(a)) for a in _node_inputs(node) if isinstance(self.info(a), Clip)]

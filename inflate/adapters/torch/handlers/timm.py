@@ -136,7 +136,7 @@ def _register_transformers() -> None:
 def _register_attention() -> None:
     """timm's attention modules and windowed attention blocks → SpaceTimeAttention."""
     from timm.layers import Attention
-    from timm.models import beit, convit, eva, levit, maxxvit, mvitv2, swin_transformer, twins
+    from timm.models import beit, convit, eva, levit, maxxvit, mvitv2, nextvit, swin_transformer, twins
 
     @handles("attention", Attention)
     def plain_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
@@ -145,9 +145,12 @@ def _register_attention() -> None:
 
     @handles("attention", beit.Attention, eva.EvaAttention, twins.LocallyGroupedAttn, twins.GlobalSubSampleAttn,
              maxxvit.Attention2d, maxxvit.AttentionCl, convit.GPSA, convit.MHSA, levit.Attention,
-             levit.AttentionDownsample, mvitv2.MultiScaleAttention, mvitv2.MultiScaleAttentionPoolFirst)
+             levit.AttentionDownsample, mvitv2.MultiScaleAttention, mvitv2.MultiScaleAttentionPoolFirst,
+             nextvit.EfficientAttention)
     def positional_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
-        """Attention with position terms of its own (relative bias, rotary, local windows, gated positions)."""
+        """Attention with position terms of its own (relative bias, rotary, local windows, gated
+        positions), or keys pooled per frame (NextViT's EfficientAttention: its AvgPool1d and BatchNorm1d on
+        tokens run on folded frames, its SDPA spans the time slots)."""
         return space_time_attention(rw, node, rw.submodule(node))
 
     @handles("linear", levit.LinearNorm)
