@@ -10,7 +10,6 @@ import copy
 import warnings
 
 import pytest
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,14 +121,18 @@ def test_frames_policy_keeps_the_fallback() -> None:
     assert [r.path for r in report.frame_wise] == ["mixer"]
 
 
-# Small configurations of the timm families with hand-written window attention (SDPA forms).
+# Small configurations of the timm families with hand-written window attention (SDPA forms):
+# family: (timm class, its arguments, input size)
 SMALL = {
-    "swin_v2": ("swinv2_tiny_window8_256", dict(img_size=64, window_size=4, embed_dim=16, depths=(2, 2),
-                                                num_heads=(2, 2)), 64),
-    "swin_v2_cr": ("swinv2_cr_tiny_224", dict(img_size=(64, 64), window_size=4, embed_dim=16, depths=(2, 2),
-                                              num_heads=(2, 2)), 64),
-    "efficientvit_msra": ("efficientvit_m0", dict(img_size=64, embed_dim=(16, 32, 48), depth=(1, 1, 1),
-                                                  num_heads=(2, 2, 2), window_size=(4, 4, 4)), 64),
+    "swin_v2": ("swin_transformer_v2.SwinTransformerV2", dict(img_size=64, window_size=4, embed_dim=16,
+                                                              depths=(2, 2), num_heads=(2, 2)), 64),
+    "swin_v2_cr": ("swin_transformer_v2_cr.SwinTransformerV2Cr", dict(img_size=(64, 64), window_size=4, embed_dim=16,
+                                                                      depths=(2, 2), num_heads=(2, 2)), 64),
+    "efficientvit_msra": ("efficientvit_msra.EfficientVitMsra", dict(img_size=64, embed_dim=(16, 32, 48),
+                                                                     depth=(1, 1, 1), num_heads=(2, 2, 2),
+                                                                     window_size=(4, 4, 4)), 64),
+    "gcvit": ("gcvit.GlobalContextVit", dict(img_size=64, embed_dim=16, depths=(1, 1, 1, 1),
+                                             num_heads=(2, 2, 2, 2)), 64),
 }
 
 
@@ -140,9 +143,13 @@ def small_models() -> dict:
 
 def _small(cache: dict, family: str) -> nn.Module:
     if family not in cache:
+        import importlib
+
         name, kwargs, size = SMALL[family]
+        module, _, cls = name.rpartition(".")
         torch.manual_seed(0)
-        cache[family] = randomize_weights(timm.create_model(name, **kwargs).eval(), input_size=(3, size, size))
+        model = getattr(importlib.import_module(f"timm.models.{module}"), cls)(**kwargs)
+        cache[family] = randomize_weights(model.eval(), input_size=(3, size, size))
     return cache[family]
 
 

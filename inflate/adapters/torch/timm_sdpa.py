@@ -21,11 +21,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from timm.models import efficientvit_msra, swin_transformer_v2, swin_transformer_v2_cr
+from timm.models import efficientvit_msra, gcvit, swin_transformer_v2, swin_transformer_v2_cr
 from torch import nn
 
 __all__ = ["SDPA_FORMS", "use_sdpa_forms", "SwinV2WindowAttention", "SwinV2CrWindowAttention",
-           "EfficientVitCascadedGroupAttention"]
+           "EfficientVitCascadedGroupAttention", "GcVitWindowAttentionGlobal"]
 
 _MAX_LOGIT_SCALE = math.log(1.0 / 0.01)  # Swin V2's clamp on the learned cosine temperature
 
@@ -109,11 +109,33 @@ class EfficientVitCascadedGroupAttention(efficientvit_msra.CascadedGroupAttentio
         return self.proj(torch.cat(feats_out, 1))
 
 
+class GcVitWindowAttentionGlobal(gcvit.WindowAttentionGlobal):
+    """timm's GCViT window attention (``gcvit.WindowAttentionGlobal``) through SDPA: local
+    (q, k, v from the window) or global (the image's global query repeated over its windows),
+    the relative position bias as the additive mask. (B·windows, N, C) → (B·windows, N, C)."""
+
+    def forward(self, x: torch.Tensor, q_global: Optional[torch.Tensor] = None) -> torch.Tensor:
+        windows_batch, tokens, channels = x.shape
+        if self.use_global and q_global is not None:
+            k, v = self.qkv(x).reshape(windows_batch, tokens, 2, self.num_heads, self.head_dim).permute(
+                2, 0, 3, 1, 4).unbind(0)
+            # windows are image-major: each image's global query goes with its own windows
+            q = q_global.repeat_interleave(windows_batch // q_global.shape[0], dim=0)
+            q = q.reshape(windows_batch, tokens, self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+        else:
+            q, k, v = self.qkv(x).reshape(windows_batch, tokens, 3, self.num_heads, self.head_dim).permute(
+                2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rel_pos.get_bias(),
+                                             dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(windows_batch, tokens, channels)))
+
+
 #: timm type → its SDPA form (a subclass overriding ``forward`` only).
 SDPA_FORMS: dict[type, type] = {
     swin_transformer_v2.WindowAttention: SwinV2WindowAttention,
     swin_transformer_v2_cr.WindowMultiHeadAttention: SwinV2CrWindowAttention,
     efficientvit_msra.CascadedGroupAttention: EfficientVitCascadedGroupAttention,
+    gcvit.WindowAttentionGlobal: GcVitWindowAttentionGlobal,
 }
 
 

@@ -241,21 +241,21 @@ def _route_through_sdpa(module: nn.Module) -> None:
 _VERDICTS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, str]]" = weakref.WeakKeyDictionary()
 
 
-def _joint_verdict(original: nn.Module, attn: nn.Module, shape: tuple[int, ...]) -> str:
-    """:func:`_joint_check`, remembered for the same module, input shape and parameters."""
-    key = (shape, tuple((p.data_ptr(), p._version) for p in original.parameters()))
+def _joint_verdict(original: nn.Module, attn: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> str:
+    """:func:`_joint_check`, remembered for the same module, input shapes and parameters."""
+    key = (shapes, tuple((p.data_ptr(), p._version) for p in original.parameters()))
     known = _VERDICTS.get(original)
     if known is not None and known[0] == key:
         return known[1]
-    verdict = _joint_check(original, attn, shape)
+    verdict = _joint_check(original, attn, shapes)
     _VERDICTS[original] = (key, verdict)
     return verdict
 
 
-def _joint_check(original: nn.Module, attn: nn.Module, shape: tuple[int, ...]) -> str:
+def _joint_check(original: nn.Module, attn: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> str:
     """Why ``attn`` (``original`` routed through SDPA) cannot run jointly on folded frames of
-    2D input ``shape``, or "" where it can. One run on 2 clips of 2 time slots (fixed random
-    values; the second clip boring: its two frames the same):
+    2D inputs of ``shapes`` (every input carries time), or "" where it can. One run on 2 clips
+    of 2 time slots (fixed random values; the second clip boring: its two frames the same):
 
     * every attention call is an SDPA that :class:`~..space_time.JointAttention` makes joint
       (at least one, and no product of two activations left: attention computed by hand);
@@ -267,18 +267,20 @@ def _joint_check(original: nn.Module, attn: nn.Module, shape: tuple[int, ...]) -
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
     batch, slots = 2, 2
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, slots, *shape[1:], generator=generator).to(device=device, dtype=dtype)
-    x[1, 1] = x[1, 0]
+    inputs = [torch.randn(batch, slots, *shape[1:], generator=generator).to(device=device, dtype=dtype)
+              for shape in shapes]
+    for x in inputs:
+        x[1, 1] = x[1, 0]
+        x.requires_grad_(True)
     frozen = [(p, p.requires_grad) for p in attn.parameters()]
     was_training = attn.training, original.training
     attn.eval(), original.eval()
     try:
         for p, _ in frozen:
             p.requires_grad_(False)
-        x.requires_grad_(True)
         with torch.enable_grad(), _ProductsOfActivations() as products, \
                 space_time.JointAttention(batch, slots, "the check") as joint:
-            y = attn(x.flatten(0, 1))
+            y = attn(*(x.flatten(0, 1) for x in inputs))
         if not isinstance(y, torch.Tensor) or y.shape[0] != batch * slots or not y.requires_grad:
             return "its output does not keep the folded frames first"
         if joint.calls == 0:
@@ -287,13 +289,14 @@ def _joint_check(original: nn.Module, attn: nn.Module, shape: tuple[int, ...]) -
             return f"{products.count} attention products computed by hand"
         y = y.unflatten(0, (batch, slots))
         weights = torch.randn(y.shape[2:], generator=generator).to(device=device, dtype=y.dtype)
-        (grad,) = torch.autograd.grad((y[0, 0] * weights).sum(), x)
-        if grad[1].abs().max() != 0:
+        grads = torch.autograd.grad((y[0, 0] * weights).sum(), inputs, allow_unused=True)
+        grads = [g for g in grads if g is not None]
+        if any(g[1].abs().max() != 0 for g in grads):
             return "the frames of different clips mix"
-        if grad[0, 1].abs().max() == 0:
+        if all(g[0, 1].abs().max() == 0 for g in grads):
             return "its attention does not reach the other time slots"
         with torch.no_grad():
-            frame_out = original(x[1].detach())
+            frame_out = original(*(x[1].detach() for x in inputs))
         tolerance = (1e-4 if dtype in (torch.float32, torch.float64) else 1e-2) * frame_out.abs().max().item()
         if not (y[1].detach() - frame_out).abs().max().item() <= tolerance:
             return "on boring clips it differs from the 2D module"
@@ -312,32 +315,32 @@ def joint_whole_module(rw: Rewriter, node: fx.Node) -> HandlerResult | None:
     "joint" and the module attends through F.scaled_dot_product_attention once its ``fused_attn``
     switches are on and its hand-written window attention has its SDPA form: the copy becomes
     :class:`~..modules.SpaceTimeAttention` (``joint="sdpa"``) and is reported as inflated
-    attention. The module takes one input that carries time (other arguments without it pass
-    through) and returns one tensor with the batch first. :func:`_joint_check` verifies the
-    copy on a sample first. None where any of this does not hold: the caller then runs the
-    module per frame (reported "frame-wise")."""
+    attention. Its positional inputs carry time (GCViT's blocks take the global query beside
+    the tokens), other arguments are constants; it returns one tensor with the batch first.
+    :func:`_joint_check` verifies the copy on a sample first. None where any of this does not
+    hold: the caller then runs the module per frame (reported "frame-wise")."""
     if rw.policy.attention != "joint" or node.op != "call_module" or not node.args:
         return None
-    first = node.args[0]
-    clip = rw.info(first)
-    if not isinstance(first, fx.Node) or not isinstance(clip, Clip) or clip.collapsed or clip.td < 1:
+    if any(isinstance(a, fx.Node) for a in node.kwargs.values()) or \
+            not all(isinstance(a, fx.Node) for a in node.args):
+        return None  # the check has values for clips only
+    clips, shapes = [rw.info(a) for a in node.args], [rw.meta(a) for a in node.args]
+    if not all(isinstance(c, Clip) and not c.collapsed and c.td >= 1 for c in clips) or \
+            not all(isinstance(s, tuple) and s and s[0] == rw.batch_size for s in shapes):
         return None
-    if any(rw.info(a) is not None for a in node.all_input_nodes if a is not first) or \
-            any(isinstance(a, fx.Node) for a in (*node.args[1:], *node.kwargs.values())):
-        return None  # the check has no values for the other inputs
-    shape, out_shape = rw.meta(first), rw.meta(node)
-    if not isinstance(shape, tuple) or not isinstance(out_shape, tuple) or not out_shape or \
-            not all(isinstance(s, int) for s in out_shape) or shape[0] != rw.batch_size or \
+    clip, out_shape = clips[0], rw.meta(node)
+    if not isinstance(out_shape, tuple) or not out_shape or not all(isinstance(s, int) for s in out_shape) or \
             out_shape[0] != rw.batch_size or clip.td > len(out_shape):
         return None
     module = rw.submodule(node)
     path = str(node.target)
     attn = copy.deepcopy(module)
     _route_through_sdpa(attn)
-    if _joint_verdict(module, attn, tuple(shape)):
+    if _joint_verdict(module, attn, tuple(tuple(s) for s in shapes)):
         return None
     op, _ = rw.inflate_op(OpSpec("attention", path, role=rw.role(path)))
-    wrapped = m3d.SpaceTimeAttention(attn, "joint", joint="sdpa", time_dim=clip.td, where=path)
+    wrapped = m3d.SpaceTimeAttention(attn, "joint", joint="sdpa", time_dim=clip.td, where=path,
+                                     arg_time_dims=tuple(c.td for c in clips[1:]))
     record = LayerRecord.of(path, type(module).__name__, "SpaceTimeAttention(joint)", op)
     return rw.place(node, ModuleResult(wrapped, record, time_axis=None, layout=Clip(clip.td, len(out_shape)),
                                        pass_args=True))

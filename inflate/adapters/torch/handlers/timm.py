@@ -16,7 +16,7 @@ from .. import modules as m3d
 from ..registry import handler_for, handles
 from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, pointwise_result
 from ..tracing import trace_through
-from .attention import space_time_attention, tubelet_embedding
+from .attention import joint_whole_module, space_time_attention, tubelet_embedding
 from .conv import conv_result, inflate_conv_module
 from .linear import last_axes
 from .norm import batch_norm_result
@@ -136,7 +136,8 @@ def _register_transformers() -> None:
 def _register_attention() -> None:
     """timm's attention modules and windowed attention blocks → SpaceTimeAttention."""
     from timm.layers import Attention
-    from timm.models import beit, convit, eva, levit, maxxvit, mvitv2, nextvit, swin_transformer, twins
+    from timm.models import (beit, convit, eva, gcvit, levit, maxxvit, mvitv2, nextvit, swin_transformer,
+                             swin_transformer_v2, swin_transformer_v2_cr, twins)
 
     @handles("attention", Attention)
     def plain_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
@@ -163,3 +164,15 @@ def _register_attention() -> None:
     def windowed_block(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
         """Windowed blocks: 3D windows spanning the clip (joint), temporal attention then windows (divided)."""
         return space_time_attention(rw, node, rw.submodule(node), block=True)
+
+    @handles("attention", swin_transformer_v2.SwinTransformerV2Block, swin_transformer_v2_cr.SwinTransformerV2CrBlock,
+             gcvit.GlobalContextVitBlock)
+    def block_with_sdpa_form(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        """Blocks whose window attention is computed by hand and has an SDPA form (timm_sdpa):
+        kept whole, so that no part of them runs frame by frame where the windows cover the
+        whole map and the block would trace; joint across time where verified, else per frame."""
+        joint = joint_whole_module(rw, node)
+        if joint is not None:
+            return joint
+        return rw.frame_wise(node, "its attention could not be made joint across time",
+                             declared=rw.policy.attention == "frames")
