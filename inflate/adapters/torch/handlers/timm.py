@@ -36,6 +36,7 @@ def register_timm() -> bool:
     _register_traced_blocks()
     _register_transformers()
     _register_attention()
+    _register_block_layouts()
     return True
 
 
@@ -120,11 +121,14 @@ def _register_transformers() -> None:
     @handles("patch_embed", PatchEmbed)
     def patch_embed(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
         module = rw.submodule(node)
-        channels_last = not getattr(module, "flatten", True) and str(getattr(module, "output_fmt", "")).endswith("NHWC")
-        if not (getattr(module, "flatten", True) or channels_last) or getattr(module, "dynamic_img_pad", False):
-            return rw.frame_wise(node, "a patch embedding that outputs NCHW, or pads dynamically")
-        return tubelet_embedding(rw, node, module, module.proj, module.norm,
-                                 "channels_last" if channels_last else "tokens")
+        flatten, output_fmt = getattr(module, "flatten", True), str(getattr(module, "output_fmt", ""))
+        channels_last = not flatten and output_fmt.endswith("NHWC")
+        # an NCHW map (NesT's) keeps its (B, D, T', H', W') layout; a norm there would see time as space
+        channels_first = not flatten and output_fmt.endswith("NCHW") and isinstance(module.norm, nn.Identity)
+        if not (flatten or channels_last or channels_first) or getattr(module, "dynamic_img_pad", False):
+            return rw.frame_wise(node, "a patch embedding that outputs NCHW through a norm, or pads dynamically")
+        layout = "channels_last" if channels_last else "channels_first" if channels_first else "tokens"
+        return tubelet_embedding(rw, node, module, module.proj, module.norm, layout)
 
     @handles("patch_embed", pit.ConvEmbedding)
     def conv_embedding(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
@@ -176,3 +180,13 @@ def _register_attention() -> None:
             return joint
         return rw.frame_wise(node, "its attention could not be made joint across time",
                              declared=rw.policy.attention == "frames")
+
+
+def _register_block_layouts() -> None:
+    """timm functions marked untraceable that only rearrange each image's own tokens."""
+    from timm.models import nest
+
+    @handles("axis", nest.deblockify)
+    def deblockify(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        """NesT's (B, blocks, N, C) → (B, H, W, C): a layout within each image, so per frame is exact."""
+        return rw.frame_wise(node, declared=True)
