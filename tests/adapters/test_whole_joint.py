@@ -193,3 +193,16 @@ def test_window_attention_family_is_joint(small_models: dict, family: str) -> No
     with torch.no_grad():
         per_frame = inner2d(frames).unflatten(0, (1, -1)).movedim(1, wrapped.time_dim)
     assert (out - per_frame).abs().max() > 1e-3 * out.abs().max()
+
+
+@pytest.mark.parametrize("family", ["swin_v2", "gcvit"])
+def test_joint_window_attention_exports_to_onnx(small_models: dict, family: str, tmp_path) -> None:
+    """SDPA forms run jointly on folded frames, as onnxruntime runs them (export_onnx compares the two)."""
+    from inflate.export import export_onnx
+
+    size = SMALL[family][2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model3d = inflate_model(_small(small_models, family), t=4, input_size=(3, size, size))
+        report = export_onnx(model3d, tmp_path / f"{family}.onnx")
+    assert report.max_abs_diff <= 1e-4 * max(1.0, report.max_abs_torch)
