@@ -241,15 +241,18 @@ def _route_through_sdpa(module: nn.Module) -> None:
 _VERDICTS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, str]]" = weakref.WeakKeyDictionary()
 
 
-def _joint_verdict(original: nn.Module, attn: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> str:
-    """:func:`_joint_check`, remembered for the same module, input shapes and parameters."""
+def _joint_copy(original: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> nn.Module | None:
+    """A copy of ``original`` routed through SDPA that :func:`_joint_check` accepts, or None.
+    The verdict is remembered for the same module, input shapes and parameters."""
     key = (shapes, tuple((p.data_ptr(), p._version) for p in original.parameters()))
     known = _VERDICTS.get(original)
-    if known is not None and known[0] == key:
-        return known[1]
-    verdict = _joint_check(original, attn, shapes)
+    if known is not None and known[0] == key and known[1]:
+        return None
+    attn = copy.deepcopy(original)
+    _route_through_sdpa(attn)
+    verdict = _joint_check(original, attn, shapes) if known is None or known[0] != key else ""
     _VERDICTS[original] = (key, verdict)
-    return verdict
+    return None if verdict else attn
 
 
 def _joint_check(original: nn.Module, attn: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> str:
@@ -334,9 +337,8 @@ def joint_whole_module(rw: Rewriter, node: fx.Node) -> HandlerResult | None:
         return None
     module = rw.submodule(node)
     path = str(node.target)
-    attn = copy.deepcopy(module)
-    _route_through_sdpa(attn)
-    if _joint_verdict(module, attn, tuple(tuple(s) for s in shapes)):
+    attn = _joint_copy(module, tuple(tuple(s) for s in shapes))
+    if attn is None:
         return None
     op, _ = rw.inflate_op(OpSpec("attention", path, role=rw.role(path)))
     wrapped = m3d.SpaceTimeAttention(attn, "joint", joint="sdpa", time_dim=clip.td, where=path,
