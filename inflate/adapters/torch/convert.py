@@ -21,6 +21,8 @@ from . import layout
 from .inflated import InflatedModel, inflated_class, module_signature, set_submodule
 from .layout import Clip
 from .handlers import dynamic_image_size
+from .handlers.attention import joint_whole_module
+from .handlers.matmul import scores_op
 from .inplace import out_of_place_after_folds
 from .modules import SpaceTimeAttention
 from .registry import module_types
@@ -189,6 +191,7 @@ def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, 
     holding the 3D graph, the replacement modules and the report records."""
     rw = Rewriter(model, policy, strict, _first_conv(model, graph2d), _head_prefixes(model))
     rw.batch_size, rw.t = batch_size, t
+    rw.whole_module, rw.scores, rw.nested = joint_whole_module, scores_op, inflate_model
     placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
     total = len(graph2d.nodes)
     for done, node in enumerate(graph2d.nodes, 1):
@@ -315,6 +318,9 @@ def inflate_model(
             if owner is None:
                 raise
             whole[owner] = str(error)
+    # the ones whose attention was not made joint across time (joint_whole_module)
+    whole = {path: why for path, why in whole.items()
+             if any(r.path == path and r.how == "frame-wise" for r in rw.records)}
     if whole:
         warnings.warn(f"{len(whole)} modules run frame by frame as a whole, an op inside having no frame-wise form "
                       f"(first: '{next(iter(whole))}': {next(iter(whole.values()))})", stacklevel=2)

@@ -584,6 +584,8 @@ class SpaceTimeAttention(nn.Module):
       windows over the whole clip and position biases are tiled over temporal offsets;
       attention computed by hand has its own joint form (``joint`` a key of
       :data:`timm_joint.JOINT_FORMS`: ConViT's gated positional attention, LeViT's);
+      further positional inputs that carry time (GCViT's global query) are folded with the
+      input, their time axes in ``arg_time_dims``;
     * divided: ``temporal_attn`` over T' at each position (after ``temporal_norm``), added
       through ``temporal_fc`` (zero at start, so the model starts as the image model), then
       the 2D module per time slot (TimeSformer's order);
@@ -592,8 +594,12 @@ class SpaceTimeAttention(nn.Module):
 
     def __init__(self, attn: nn.Module, mode: str, temporal_attn: nn.Module | None = None,
                  temporal_fc: nn.Linear | None = None, temporal_norm: nn.Module | None = None,
-                 joint: str = "tokens", time_dim: int = 1, channel_dim: int = -1, where: str = "") -> None:
+                 joint: str = "tokens", time_dim: int = 1, channel_dim: int = -1, where: str = "",
+                 arg_time_dims: tuple[int, ...] = ()) -> None:
         super().__init__()
+        # the time axes of the first positional arguments after x that carry time too (GCViT's
+        # global query): folded with x where the module runs on folded frames
+        self.arg_time_dims = tuple(arg_time_dims)
         self.attn = attn
         self.mode = mode
         self.temporal_norm = temporal_norm
@@ -619,6 +625,10 @@ class SpaceTimeAttention(nn.Module):
         if self.mode == "joint" and self.joint in JOINT_FORMS:
             return JOINT_FORMS[self.joint](self.attn, x, *args, **kwargs)
         folded = x.movedim(self.time_dim, 1).flatten(0, 1)
+        arg_time_dims = getattr(self, "arg_time_dims", ())  # absent from modules saved before it
+        if arg_time_dims:
+            args = tuple(a.movedim(d, 1).flatten(0, 1) for a, d in zip(args, arg_time_dims)) + \
+                args[len(arg_time_dims):]
         if self.mode != "joint":
             return self._unfold(self.attn(folded, *args, **kwargs), batch, slots)
         with JointAttention(batch, slots, self.where) as joint:

@@ -13,7 +13,7 @@ time is copied as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, Optional
 
 from torch import fx, nn
 
@@ -90,6 +90,12 @@ class Rewriter:
     records: list[LayerRecord] = field(default_factory=list)
     batch: Any = None  # node giving the batch size of the input clip
     t: int = 8  # the clip length the model is made for
+    # tried before a module with no rule runs per frame as a whole: its joint space-time form, or None
+    whole_module: Optional[Callable[["Rewriter", fx.Node], Optional[HandlerResult]]] = None
+    # the handler of every op that reads attention scores across time slots (layout.Scores)
+    scores: Optional[Handler] = None
+    # inflate_model itself, for handlers that inflate a block by a conversion of its own
+    nested: Optional[Callable[..., Any]] = None
 
     # ----- reading the 2D graph -----
 
@@ -193,9 +199,8 @@ class Rewriter:
         if not any(self.info(a) is not None for a in node.all_input_nodes):
             # Nothing here carries time: the op runs as in the 2D model.
             return self.graph.node_copy(node, lambda a: self.env[a][0]), None
-        if self.scores_handler is not None and any(isinstance(self.info(a), layout.Scores)
-                                                   for a in node.all_input_nodes):
-            return self.scores_handler(self, node)
+        if self.scores is not None and any(isinstance(self.info(a), layout.Scores) for a in node.all_input_nodes):
+            return self.scores(self, node)
         target = type(self.submodule(node)) if node.op == "call_module" else node.target
         handler = handler_for(node.op, target if node.op != "call_method" else str(target))
         if handler is None:
@@ -214,7 +219,12 @@ class Rewriter:
         For a node with no rule (``declared=False``) this is the fallback, reported as
         "frame-wise", and ``strict`` raises instead, naming the node. A rule may choose it on
         purpose (``declared=True``: windowed attention blocks under the "frames" policy).
+        A module is first offered to ``whole_module``, which may make it attend across time.
         """
+        if not declared and node.op == "call_module" and self.whole_module is not None:
+            joint = self.whole_module(self, node)
+            if joint is not None:
+                return joint
         if self.strict and not declared:
             raise self.unsupported(node, why)
         clips = [(a, self.info(a)) for a in _node_inputs(node) if isinstance(self.info(a), Clip)]
@@ -240,8 +250,6 @@ class Rewriter:
         return self.call_function(layout.unfold_time, out, self.batch), Clip(1, len(out_shape))
 
     batch_size: int = 0
-    # ops reading attention scores across time slots (layout.Scores): set by handlers.matmul
-    scores_handler: ClassVar[Optional[Handler]] = None
 
 
 def rewrite_node(rw: Rewriter, node: fx.Node) -> HandlerResult:

@@ -5,7 +5,9 @@ Two ways in, one computation (:func:`joint_sdpa`):
 * in a rewritten graph, a ``scaled_dot_product_attention`` node whose query, key and value
   carry time on a leading (batch-like) axis is replaced by :func:`joint_sdpa`;
 * a 2D module that is run on frames folded into the batch (a Swin or MaxViT block, BEiT's or
-  EVA's attention) runs under :class:`JointAttention`, a ``TorchFunctionMode`` that turns each
+  EVA's attention, a module the non-strict fallback keeps whole with its attention routed
+  through SDPA: :func:`~.handlers.attention.joint_whole_module`) runs under
+  :class:`JointAttention`, a ``TorchFunctionMode`` that turns each
   ``F.scaled_dot_product_attention`` call inside it into the same joint attention. The module's
   own window partitioning, relative position bias and rotary embedding are left as they are:
   a window becomes a space-time window spanning every time slot (Video Swin's 3D window over

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import weakref
 from typing import Any, Iterator
 
 import torch
@@ -23,7 +24,7 @@ from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, node_
 from ._common import first_clip, set_params, to_numpy
 from .conv import inflate_conv_module
 
-__all__ = ["dynamic_image_size", "tubelet_embedding", "space_time_attention"]
+__all__ = ["dynamic_image_size", "tubelet_embedding", "space_time_attention", "joint_whole_module"]
 
 
 @contextlib.contextmanager
@@ -197,3 +198,151 @@ def _nchw_attention() -> tuple[type, ...]:
     from timm.models import maxxvit
 
     return (maxxvit.Attention2d, maxxvit.PartitionAttention2d)
+
+
+# ----- modules the non-strict fallback runs per frame as a whole -----
+
+#: matmul-like functions a TorchFunctionMode sees when attention is computed by hand
+_MATMULS = (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__, torch.bmm,
+            torch.Tensor.bmm, torch.baddbmm, torch.Tensor.baddbmm, torch.mm, torch.Tensor.mm, torch.einsum)
+
+
+class _ProductsOfActivations(torch.overrides.TorchFunctionMode):
+    """Counts matrix products of two tensors that both depend on the module's input (they
+    require grad while the parameters do not): hand-written attention (q @ kᵀ, attn @ v,
+    DaViT's channel attention), which mixes tokens within a frame only. A product with a
+    parameter or a position table (a projection, SAM's relative-position einsum) is not one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _MATMULS:
+            flat = [a for a in args for a in (a if isinstance(a, (list, tuple)) else (a,))]
+            if sum(isinstance(a, torch.Tensor) and a.requires_grad for a in flat) >= 2:
+                self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _route_through_sdpa(module: nn.Module) -> None:
+    """In place (on a copy): timm's ``fused_attn`` switches on, and hand-written window
+    attention replaced by its SDPA form (:mod:`..timm_sdpa`)."""
+    _enable_fused_attention(module)
+    try:
+        from ..timm_sdpa import use_sdpa_forms
+    except ImportError:  # timm not installed: only the switch-free SDPA calls
+        return
+    use_sdpa_forms(module)
+
+
+# verdicts of _joint_check by module, kept while its parameters are the same tensors unmodified:
+# the non-strict fallback re-runs the rewrite once for each module it finds
+_VERDICTS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, str]]" = weakref.WeakKeyDictionary()
+
+
+def _joint_copy(original: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> nn.Module | None:
+    """A copy of ``original`` routed through SDPA that :func:`_joint_check` accepts, or None.
+    The verdict is remembered for the same module, input shapes and parameters."""
+    key = (shapes, tuple((p.data_ptr(), p._version) for p in original.parameters()))
+    known = _VERDICTS.get(original)
+    if known is not None and known[0] == key and known[1]:
+        return None
+    attn = copy.deepcopy(original)
+    _route_through_sdpa(attn)
+    verdict = _joint_check(original, attn, shapes) if known is None or known[0] != key else ""
+    _VERDICTS[original] = (key, verdict)
+    return None if verdict else attn
+
+
+def _joint_check(original: nn.Module, attn: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> str:
+    """Why ``attn`` (``original`` routed through SDPA) cannot run jointly on folded frames of
+    2D inputs of ``shapes`` (every input carries time), or "" where it can. One run on 2 clips
+    of 2 time slots (fixed random values; the second clip boring: its two frames the same):
+
+    * every attention call is an SDPA that :class:`~..space_time.JointAttention` makes joint
+      (at least one, and no product of two activations left: attention computed by hand);
+    * the output of the first clip's first slot depends on its other slot (it attends across
+      time) and not at all on the other clip (the batch axis is never mixed): read off the gradient;
+    * on the boring clip it gives ``original``'s per-frame output (exact, as the joint forms are)."""
+    parameter = next(attn.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    batch, slots = 2, 2
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(batch, slots, *shape[1:], generator=generator).to(device=device, dtype=dtype)
+              for shape in shapes]
+    for x in inputs:
+        x[1, 1] = x[1, 0]
+        x.requires_grad_(True)
+    frozen = [(p, p.requires_grad) for p in attn.parameters()]
+    was_training = attn.training, original.training
+    attn.eval(), original.eval()
+    try:
+        for p, _ in frozen:
+            p.requires_grad_(False)
+        with torch.enable_grad(), _ProductsOfActivations() as products, \
+                space_time.JointAttention(batch, slots, "the check") as joint:
+            y = attn(*(x.flatten(0, 1) for x in inputs))
+        if not isinstance(y, torch.Tensor) or y.shape[0] != batch * slots or not y.requires_grad:
+            return "its output does not keep the folded frames first"
+        if joint.calls == 0:
+            return "it calls no F.scaled_dot_product_attention"
+        if products.count:
+            return f"{products.count} attention products computed by hand"
+        y = y.unflatten(0, (batch, slots))
+        weights = torch.randn(y.shape[2:], generator=generator).to(device=device, dtype=y.dtype)
+        grads = torch.autograd.grad((y[0, 0] * weights).sum(), inputs, allow_unused=True)
+        grads = [g for g in grads if g is not None]
+        if any(g[1].abs().max() != 0 for g in grads):
+            return "the frames of different clips mix"
+        if all(g[0, 1].abs().max() == 0 for g in grads):
+            return "its attention does not reach the other time slots"
+        with torch.no_grad():
+            frame_out = original(*(x[1].detach() for x in inputs))
+        tolerance = (1e-4 if dtype in (torch.float32, torch.float64) else 1e-2) * frame_out.abs().max().item()
+        if not (y[1].detach() - frame_out).abs().max().item() <= tolerance:
+            return "on boring clips it differs from the 2D module"
+        return ""
+    except Exception as error:  # any failure of the trial run: the module stays frame-wise
+        return f"{type(error).__name__}: {error}"
+    finally:
+        for p, flag in frozen:
+            p.requires_grad_(flag)
+        attn.train(was_training[0]), original.train(was_training[1])
+
+
+def joint_whole_module(rw: Rewriter, node: fx.Node) -> HandlerResult | None:
+    """A module with no rule that would run per frame as a whole (the non-strict fallback's
+    enclosing module, a timm leaf) made to attend across time, where the policy's attention is
+    "joint" and the module attends through F.scaled_dot_product_attention once its ``fused_attn``
+    switches are on and its hand-written window attention has its SDPA form: the copy becomes
+    :class:`~..modules.SpaceTimeAttention` (``joint="sdpa"``) and is reported as inflated
+    attention. Its positional inputs carry time (GCViT's blocks take the global query beside
+    the tokens), other arguments are constants; it returns one tensor with the batch first.
+    :func:`_joint_check` verifies the copy on a sample first. None where any of this does not
+    hold: the caller then runs the module per frame (reported "frame-wise")."""
+    if rw.policy.attention != "joint" or node.op != "call_module" or not node.args:
+        return None
+    if any(isinstance(a, fx.Node) for a in node.kwargs.values()) or \
+            not all(isinstance(a, fx.Node) for a in node.args):
+        return None  # the check has values for clips only
+    clips, shapes = [rw.info(a) for a in node.args], [rw.meta(a) for a in node.args]
+    if not all(isinstance(c, Clip) and not c.collapsed and c.td >= 1 for c in clips) or \
+            not all(isinstance(s, tuple) and s and s[0] == rw.batch_size for s in shapes):
+        return None
+    clip, out_shape = clips[0], rw.meta(node)
+    if not isinstance(out_shape, tuple) or not out_shape or not all(isinstance(s, int) for s in out_shape) or \
+            out_shape[0] != rw.batch_size or clip.td > len(out_shape):
+        return None
+    module = rw.submodule(node)
+    path = str(node.target)
+    attn = _joint_copy(module, tuple(tuple(s) for s in shapes))
+    if attn is None:
+        return None
+    op, _ = rw.inflate_op(OpSpec("attention", path, role=rw.role(path)))
+    wrapped = m3d.SpaceTimeAttention(attn, "joint", joint="sdpa", time_dim=clip.td, where=path,
+                                     arg_time_dims=tuple(c.td for c in clips[1:]))
+    record = LayerRecord.of(path, type(module).__name__, "SpaceTimeAttention(joint)", op)
+    return rw.place(node, ModuleResult(wrapped, record, time_axis=None, layout=Clip(clip.td, len(out_shape)),
+                                       pass_args=True))

@@ -37,7 +37,7 @@ from ..rewriter import HandlerResult, LayerRecord, Rewriter, node_path
 from ._common import arg
 from .pointwise import POINTWISE_FUNCTIONS, POINTWISE_METHODS, POINTWISE_MODULES
 
-__all__ = ["MATMUL", "matmul"]
+__all__ = ["MATMUL", "matmul", "scores_op"]
 
 MATMUL = (operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm")
 
@@ -311,5 +311,3 @@ def _values_product(rw: Rewriter, node: fx.Node) -> HandlerResult:
     axis = rank - (s.rank2d - s.q)
     return rw.call_method("unflatten", out, axis, (s.slots, -1)), Clip(axis, rank)
 
-
-Rewriter.scores_handler = staticmethod(scores_op)  # type: ignore[assignment]

@@ -17,7 +17,7 @@ from .. import modules as m3d
 from ..registry import handler_for, handles
 from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, pointwise_result
 from ..tracing import trace_through
-from .attention import space_time_attention, tubelet_embedding
+from .attention import joint_whole_module, space_time_attention, tubelet_embedding
 from .conv import conv_result, inflate_conv_module
 from .linear import last_axes
 from .norm import batch_norm_result
@@ -40,6 +40,7 @@ def register_timm() -> bool:
     from .timm_blocks import register_timm_blocks
 
     register_timm_blocks()
+    _register_block_layouts()
     return True
 
 
@@ -158,7 +159,8 @@ def _register_transformers() -> None:
 def _register_attention() -> None:
     """timm's attention modules and windowed attention blocks → SpaceTimeAttention."""
     from timm.layers import Attention
-    from timm.models import beit, convit, eva, levit, maxxvit, mvitv2, swin_transformer, twins
+    from timm.models import (beit, convit, eva, gcvit, levit, maxxvit, mvitv2, nextvit, swin_transformer,
+                             swin_transformer_v2, swin_transformer_v2_cr, twins)
 
     @handles("attention", Attention)
     def plain_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
@@ -167,9 +169,12 @@ def _register_attention() -> None:
 
     @handles("attention", beit.Attention, eva.EvaAttention, twins.LocallyGroupedAttn, twins.GlobalSubSampleAttn,
              maxxvit.Attention2d, maxxvit.AttentionCl, convit.GPSA, convit.MHSA, levit.Attention,
-             levit.AttentionDownsample, mvitv2.MultiScaleAttention, mvitv2.MultiScaleAttentionPoolFirst)
+             levit.AttentionDownsample, mvitv2.MultiScaleAttention, mvitv2.MultiScaleAttentionPoolFirst,
+             nextvit.EfficientAttention)
     def positional_attention(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
-        """Attention with position terms of its own (relative bias, rotary, local windows, gated positions)."""
+        """Attention with position terms of its own (relative bias, rotary, local windows, gated
+        positions), or keys pooled per frame (NextViT's EfficientAttention: its AvgPool1d and BatchNorm1d on
+        tokens run on folded frames, its SDPA spans the time slots)."""
         return space_time_attention(rw, node, rw.submodule(node))
 
     @handles("linear", levit.LinearNorm)
@@ -182,3 +187,25 @@ def _register_attention() -> None:
     def windowed_block(rw: Rewriter, node: fx.Node) -> HandlerResult | ModuleResult:
         """Windowed blocks: 3D windows spanning the clip (joint), temporal attention then windows (divided)."""
         return space_time_attention(rw, node, rw.submodule(node), block=True)
+
+    @handles("attention", swin_transformer_v2.SwinTransformerV2Block, swin_transformer_v2_cr.SwinTransformerV2CrBlock,
+             gcvit.GlobalContextVitBlock)
+    def block_with_sdpa_form(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        """Blocks whose window attention is computed by hand and has an SDPA form (timm_sdpa):
+        kept whole, so that no part of them runs frame by frame where the windows cover the
+        whole map and the block would trace; joint across time where verified, else per frame."""
+        joint = joint_whole_module(rw, node)
+        if joint is not None:
+            return joint
+        return rw.frame_wise(node, "its attention could not be made joint across time",
+                             declared=rw.policy.attention == "frames")
+
+
+def _register_block_layouts() -> None:
+    """timm functions marked untraceable that only rearrange each image's own tokens."""
+    from timm.models import nest
+
+    @handles("axis", nest.deblockify)
+    def deblockify(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        """NesT's (B, blocks, N, C) → (B, H, W, C): a layout within each image, so per frame is exact."""
+        return rw.frame_wise(node, declared=True)

@@ -85,15 +85,13 @@ def _nested(rw: Rewriter, prefix: str, module: nn.Module, input_size: tuple[int,
     """``module`` inflated by a conversion of its own, under this conversion's policy as if its ops sat
     at ``prefix`` + their path (overrides and roles; its first conv is no stem of the model), its
     report lines added to this one's."""
-    from ..convert import inflate_model
-
     outer = rw.policy
 
     def as_placed(op: Any, proposed: Any) -> Any:
         path = f"{prefix}.{op.path}"
         return outer.time_for(dataclasses.replace(op, path=path, role=rw.role(path)))
 
-    model3d, report = inflate_model(module, t=rw.t, policy=outer.with_(overrides=as_placed), strict=rw.strict,
+    model3d, report = rw.nested(module, t=rw.t, policy=outer.with_(overrides=as_placed), strict=rw.strict,
                                     input_size=input_size, return_report=True)
     for record in report.layers:
         rw.note(dataclasses.replace(record, path=f"{prefix}.{record.path}"))
