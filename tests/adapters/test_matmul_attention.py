@@ -152,3 +152,20 @@ def test_scores_export_to_onnx(tmp_path: Path) -> None:
     model3d = inflate_model(HandAttention(talking=True).eval(), t=4, input_size=(3, 6, 6)).eval()
     report = export_onnx(model3d, tmp_path / "hand.onnx")
     assert report.max_abs_diff <= 1e-4 * max(1.0, report.max_abs_torch)
+
+
+@pytest.mark.parametrize("kind", ["lite_mla", "conv_attention"])
+def test_timm_leaf_attention_traced_through(kind: str) -> None:
+    """timm marks EfficientViT's LiteMLA (ReLU linear attention) and CPUBone's ConvAttention
+    untraceable; traced through (LiteMLA on its TorchScript path), their attention spans time."""
+    pytest.importorskip("timm")
+    from timm.models import cpubone, efficientvit_mit
+
+    inner = efficientvit_mit.LiteMLA(16, 16, dim=8) if kind == "lite_mla" else \
+        cpubone.ConvAttention(16, att_stride=2, att_kernel=3)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), inner, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(16, 3))
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.5)
+    model3d = _checks(model, size=8)
+    assert any(r.kind == "attention" and r.how == "inflated" for r in model3d.inflation.report.layers)

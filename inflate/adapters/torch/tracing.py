@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+import contextlib
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import fx, nn
@@ -16,9 +17,27 @@ __all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_throu
 _TRACE_THROUGH: dict[type, Callable[[nn.Module], bool]] = {}
 
 
-def trace_through(module_type: type, when: Callable[[nn.Module], bool]) -> None:
-    """Trace into ``module_type`` (a type timm registers as untraceable) where ``when(module)``."""
+# Of those, the types traced on their TorchScript path (torch.jit.is_scripting() True inside):
+# the eager path branches on values fx cannot read (a device type), the scripted one does not.
+_SCRIPTED: set[type] = set()
+
+
+def trace_through(module_type: type, when: Callable[[nn.Module], bool], scripted: bool = False) -> None:
+    """Trace into ``module_type`` (a type timm registers as untraceable) where ``when(module)``;
+    ``scripted``: along the code path TorchScript would take."""
     _TRACE_THROUGH[module_type] = when
+    if scripted:
+        _SCRIPTED.add(module_type)
+
+
+@contextlib.contextmanager
+def _scripting() -> Iterator[None]:
+    saved = torch.jit.is_scripting
+    torch.jit.is_scripting = lambda: True  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.jit.is_scripting = saved  # type: ignore[assignment]
 
 
 class TensorMeta(tuple):
@@ -56,6 +75,12 @@ class InflateTracer(fx.Tracer):
         if when is not None and type(module) not in self.explicit_leaves and when(module):
             return False
         return type(module) in self.leaf_types or super().is_leaf_module(module, qualified_name)
+
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        if type(m) in _SCRIPTED:
+            with _scripting():
+                return super().call_module(m, forward, args, kwargs)
+        return super().call_module(m, forward, args, kwargs)
 
 
 def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:

@@ -123,6 +123,11 @@ def _register_traced_blocks() -> None:
         except ImportError:  # older timm
             continue
         trace_through(module.ConvAttention, lambda attn: not getattr(attn, "small_kernels", False))
+    # EfficientViT's LiteMLA turns autocast off around its linear attention unless the tensor is on
+    # the meta device; the TorchScript path computes the same without asking.
+    from timm.models import efficientvit_mit
+
+    trace_through(efficientvit_mit.LiteMLA, lambda attn: True, scripted=True)
 
 
 def _register_transformers() -> None:
