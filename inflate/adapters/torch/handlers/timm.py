@@ -41,6 +41,7 @@ def register_timm() -> bool:
 
     register_timm_blocks()
     _register_block_layouts()
+    _register_window_layouts()
     return True
 
 
@@ -214,3 +215,24 @@ def _register_block_layouts() -> None:
     def deblockify(rw: Rewriter, node: fx.Node) -> HandlerResult:
         """NesT's (B, blocks, N, C) → (B, H, W, C): a layout within each image, so per frame is exact."""
         return rw.frame_wise(node, declared=True)
+
+
+def _register_window_layouts() -> None:
+    """timm's window_reverse functions (marked untraceable): windows of each image back into its
+    map. Where one window covers the map the windows are the images, and per frame is exact; with
+    several, the batch axis holds windows, the per-frame check refuses, and the enclosing block
+    runs whole (:func:`.attention.joint_whole_module`)."""
+    targets = []
+    for name, functions in (("davit", ("window_reverse",)), ("gcvit", ("window_reverse",)),
+                            ("swin_transformer", ("window_reverse",)), ("swin_transformer_v2", ("window_reverse",)),
+                            ("swin_transformer_v2_cr", ("window_reverse",)),
+                            ("maxxvit", ("window_reverse", "grid_reverse", "window_reverse_nchw", "grid_reverse_nchw"))):
+        try:
+            module = importlib.import_module(f"timm.models.{name}")
+        except ImportError:
+            continue
+        targets += [getattr(module, f) for f in functions if hasattr(module, f)]
+
+    @handles("axis", *targets)
+    def window_reverse(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        return rw.frame_wise(node, "windows spread over the batch axis", declared=True)
