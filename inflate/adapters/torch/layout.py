@@ -138,22 +138,25 @@ def repeat_axis(x: torch.Tensor, axis: int, times: int) -> torch.Tensor:
     return x.repeat(*[times if d == axis else 1 for d in range(x.dim())])
 
 
-def softmax_over_slots(x: torch.Tensor, dim: int, slots: int, log: bool = False) -> torch.Tensor:
+def softmax_over_slots(x: torch.Tensor, dim: int, slots: int, log: bool = False,
+                       dtype: torch.dtype | None = None) -> torch.Tensor:
     """Softmax over an axis holding ``slots`` time slots of N entries, scaled so that each entry
     keeps its 2D value on a boring clip: ``slots`` · softmax (its log: log_softmax + log slots).
     The weights average to the 2D weights over time, and a contraction over that axis divides by
     ``slots`` (:func:`mean_over_slots`)."""
     if log:
-        return torch.log_softmax(x, dim) + torch.log(torch.as_tensor(slots, dtype=x.dtype, device=x.device))
-    return torch.softmax(x, dim) * slots
+        out = torch.log_softmax(x, dim, dtype=dtype)
+        return out + torch.log(torch.as_tensor(slots, dtype=out.dtype, device=out.device))
+    return torch.softmax(x, dim, dtype=dtype) * slots
 
 
-def softmax_over_time(x: torch.Tensor, dim: int, time_axis: int, log: bool = False) -> torch.Tensor:
+def softmax_over_time(x: torch.Tensor, dim: int, time_axis: int, log: bool = False,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
     """Softmax over 3D axis ``dim`` and the time axis ``time_axis`` just before it, jointly
     (:func:`softmax_over_slots`: every slot's entries compete; each keeps its 2D value on a
     boring clip)."""
     slots = x.shape[time_axis]
-    out = softmax_over_slots(x.flatten(time_axis, dim), time_axis, slots, log)
+    out = softmax_over_slots(x.flatten(time_axis, dim), time_axis, slots, log, dtype)
     return out.unflatten(time_axis, (slots, -1))
 
 

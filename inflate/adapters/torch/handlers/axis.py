@@ -353,9 +353,10 @@ def _softmax(rw: Rewriter, node: fx.Node, fn: Any, method: bool) -> HandlerResul
     x, clip = first_clip(rw, node)
     dim = arg(node, 1, "dim")
     rest = {k: v for k, v in node.kwargs.items() if k not in ("dim", "input")}
-    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and not rest:
+    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and \
+            set(rest) <= {"dtype"}:
         log = (fn if method else fn.__name__) == "log_softmax"
-        return rw.call_function(layout.softmax_over_time, x, clip.td + 1, clip.td, log), clip
+        return rw.call_function(layout.softmax_over_time, x, clip.td + 1, clip.td, log, rest.get("dtype")), clip
     if method:
         return rw.call_method(fn, x, dim_to_3d(dim, clip), **rest), clip
     return rw.call_function(fn, x, dim_to_3d(dim, clip), **rest), clip

@@ -184,7 +184,8 @@ def scores_op(rw: Rewriter, node: fx.Node) -> HandlerResult:
         dim = normalize_dim(arg(node, 1, "dim"), s.rank2d)
         x = rw.value(node.args[0])
         if dim in (s.q, s.k):
-            return rw.call_function(layout.softmax_over_slots, x, dim, s.slots, _SOFTMAX[target]), s
+            dtype = rw.value(arg(node, 3 if target in (F.softmax, F.log_softmax) else 2, "dtype"))
+            return rw.call_function(layout.softmax_over_slots, x, dim, s.slots, _SOFTMAX[target], dtype), s
         return rw.emit_like(node, *rw.substitute(node, {})), s
     if target in _REDUCTIONS:
         return _score_reduction(rw, node, s, _REDUCTIONS[target])
