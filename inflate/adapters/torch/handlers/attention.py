@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import weakref
 from typing import Any, Iterator
 
 import torch
@@ -236,23 +235,31 @@ def _route_through_sdpa(module: nn.Module) -> None:
     use_sdpa_forms(module)
 
 
-# verdicts of _joint_check by module, kept while its parameters are the same tensors unmodified:
-# the non-strict fallback re-runs the rewrite once for each module it finds
-_VERDICTS: "weakref.WeakKeyDictionary[nn.Module, tuple[Any, str]]" = weakref.WeakKeyDictionary()
+# verdicts of _joint_check by module structure (inflated.module_signature: type, plain settings,
+# parameter shapes, children) and input shapes: the non-strict fallback re-runs the rewrite once
+# for each module it finds, and a model repeats the same block (SAM's ViT: 12 alike)
+_VERDICTS: dict[Any, str] = {}
 
 
 def _joint_copy(original: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> nn.Module | None:
     """A copy of ``original`` routed through SDPA that :func:`_joint_check` accepts, or None.
-    The verdict is remembered for the same module, input shapes and parameters."""
-    key = (shapes, tuple((p.data_ptr(), p._version) for p in original.parameters()))
-    known = _VERDICTS.get(original)
-    if known is not None and known[0] == key and known[1]:
+    The verdict is remembered for modules of the same structure and input shapes."""
+    from ..inflated import module_signature
+
+    key: Any = (module_signature(original), shapes)
+    try:
+        hash(key)
+    except TypeError:  # a setting holding a list: checked every time
+        key = (id(original), object())
+    if _VERDICTS.get(key):
         return None
     attn = copy.deepcopy(original)
     _route_through_sdpa(attn)
-    verdict = _joint_check(original, attn, shapes) if known is None or known[0] != key else ""
-    _VERDICTS[original] = (key, verdict)
-    return None if verdict else attn
+    if key not in _VERDICTS:
+        if len(_VERDICTS) > 1024:  # a long session converting many models
+            _VERDICTS.clear()
+        _VERDICTS[key] = _joint_check(original, attn, shapes)
+    return None if _VERDICTS[key] else attn
 
 
 def _joint_check(original: nn.Module, attn: nn.Module, shapes: tuple[tuple[int, ...], ...]) -> str:
