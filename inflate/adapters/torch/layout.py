@@ -102,3 +102,26 @@ def fold_time(x: torch.Tensor, td: int) -> torch.Tensor:
 def unfold_time(y: torch.Tensor, batch: int) -> torch.Tensor:
     """(B·T, ...) → (B, T, ...), undoing :func:`fold_time`."""
     return y.unflatten(0, (batch, -1))
+
+
+def fold_frames(x: torch.Tensor, td: int, group: int) -> torch.Tensor:
+    """(B·g, ..., T at td, ...) → (B·T·g, ...): :func:`fold_time` for a leading axis that merges
+    the batch with ``group`` items per sample, batch-major (HaloNet's blocks, TNT's pixel
+    tokens: (B·N, ...)), so that each frame's items stay together as one sample's did."""
+    x = x.movedim(td, 1)
+    if group == 1:
+        return x.flatten(0, 1)
+    return x.unflatten(0, (-1, group)).transpose(1, 2).flatten(0, 2)
+
+
+def unfold_frames(y: torch.Tensor, batch: int, group: int) -> torch.Tensor:
+    """(B·T·g, ...) → (B·g, T, ...), undoing :func:`fold_frames`."""
+    if group == 1:
+        return y.unflatten(0, (batch, -1))
+    return y.unflatten(0, (batch, -1, group)).transpose(1, 2).flatten(0, 1)
+
+
+def unfold_each(values: Sequence[object], batch: int, groups: Sequence[int | None]) -> tuple:
+    """:func:`unfold_frames` on each tensor of a frame-wise op's tuple output whose group is
+    given; the other items (sizes, None) pass unchanged."""
+    return tuple(v if g is None else unfold_frames(v, batch, g) for v, g in zip(values, groups))
