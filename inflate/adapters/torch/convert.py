@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ from .handlers.matmul import scores_op
 from .inplace import out_of_place_after_folds
 from .modules import SpaceTimeAttention
 from .registry import module_types
-from .rewriter import LayerRecord, Rewriter, node_path
-from .tracing import InflateTracer, record_shapes, trace
+from .rewriter import BATCH_META, LayerRecord, Rewriter, frame_wise_layout, node_path
+from .tracing import InflateTracer, TensorMeta, record_shapes, trace
 
 __all__ = ["inflate_model", "InflationReport", "InflationSettings", "InflatedModel", "default_input_size"]
 
@@ -103,11 +104,25 @@ def _first_conv(model: nn.Module, graph: fx.Graph) -> tuple[str, ...]:
 def _stem_candidate(model: nn.Module, node: fx.Node) -> StemCandidate:
     path = str(node.target)
     module = model.get_submodule(path)
-    reads = node.args[0].name if node.args and isinstance(node.args[0], fx.Node) else ""
+    reads = _source(model, node.args[0]).name if node.args and isinstance(node.args[0], fx.Node) else ""
     if isinstance(module, nn.Conv2d):
         return StemCandidate(path, "conv", reads)
     return StemCandidate(path, "holds_conv" if any(isinstance(m, nn.Conv2d) for m in module.modules()) else "other",
                          reads)
+
+
+def _source(model: nn.Module, node: fx.Node) -> fx.Node:
+    """The value ``node`` is computed from by ops with no weights and one input (crops, resizes,
+    casts: CrossViT's ``scale_image`` of the input for its second branch), so that the patch
+    embeddings of every branch reading the input are found as stems alike."""
+    while node.op in ("call_function", "call_method", "call_module"):
+        if node.op == "call_module" and next(model.get_submodule(str(node.target)).parameters(), None) is not None:
+            break
+        inputs = [a for a in node.all_input_nodes if a.op != "get_attr"]
+        if len(inputs) != 1:
+            break
+        node = inputs[0]
+    return node
 
 
 def _head_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -175,23 +190,39 @@ def _traced(model: nn.Module, leaf_modules: Iterable[type], leaf_paths: Iterable
 
 def _record_shapes(model: nn.Module, graph2d: fx.Graph, input_size: tuple[int, int, int]) -> tuple[int, torch.device]:
     """Run ``graph2d`` on a random batch of 2 images of ``input_size`` (C, H, W) on the model's
-    device and dtype, keeping each node's 2D output shape in its meta. Returns (batch size, device)."""
+    device and dtype, keeping each node's 2D output shape in its meta, and on a batch of 3
+    whose last two images are the same (under :data:`BATCH_META`): the leading axes that grow
+    with the batch, batch-major, are the ones a frame-wise op may fold time into. Returns
+    (batch size, device)."""
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    module = fx.GraphModule(model, graph2d)
     sample = torch.randn(2, *input_size, device=device, dtype=dtype)
-    record_shapes(fx.GraphModule(model, graph2d), sample)
+    record_shapes(module, sample)
+    first, second = torch.randn(2, *input_size, device=device, dtype=dtype)
+    record_shapes(module, torch.stack([first, second, second]), key=BATCH_META, batch_major=True)
     return sample.shape[0], device
 
 
 def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, t: int, batch_size: int,
-             channels: int, progress: Optional[Callable[[int, int], None]]) -> Rewriter:
+             channels: int, progress: Optional[Callable[[int, int], None]],
+             whole: Optional[dict[str, str]] = None) -> tuple[Rewriter, dict[str, str]]:
     """Re-emit every node of ``graph2d`` (shapes recorded) for clips: the first input becomes a
     checked (B, C, T, H, W) clip, each op goes to its handler; returns the :class:`Rewriter`
-    holding the 3D graph, the replacement modules and the report records."""
+    holding the 3D graph, the replacement modules and the report records, and the modules
+    found to run per frame as a whole (:func:`_enclosing_module`, not strict), with why.
+
+    Where that is not empty, the 3D graph is incomplete and the model must be traced again with
+    those modules kept whole. One pass finds them all: the rest of a module found is skipped,
+    its values used outside it given the layout its frame-wise call will give them
+    (:func:`_stand_in`), so that the modules after it are checked in the same pass (a model
+    with a hand-written attention in each block is traced twice, not once per block).
+    """
     rw = Rewriter(model, policy, strict, _first_conv(model, graph2d), _head_prefixes(model))
     rw.batch_size, rw.t = batch_size, t
     rw.whole_module, rw.scores, rw.nested = joint_whole_module, scores_op, inflate_model
+    found: dict[str, str] = {}
     placeholders = [n for n in graph2d.nodes if n.op == "placeholder"]
     total = len(graph2d.nodes)
     for done, node in enumerate(graph2d.nodes, 1):
@@ -208,14 +239,63 @@ def _rewrite(model: nn.Module, graph2d: fx.Graph, policy: Policy, strict: bool, 
                 rw.env[node] = (new, None)
         elif node.op == "get_attr":
             rw.env[node] = (rw.graph.get_attr(str(node.target)), None)
+        elif found and (_inside(node, found) or any(rw.info(a) is _UNSPLIT for a in node.all_input_nodes)):
+            if not _inside(node, found):
+                return rw, found  # a module found cannot run per frame: the next trace says which holds it
+            rw.env[node] = _stand_in(rw, node)
         elif node.op == "output":
+            if found:
+                return rw, found
             _output(rw, node)
         else:
-            rw.env[node] = rw.rewrite(node)
+            try:
+                rw.env[node] = rw.rewrite(node)
+            except UnsupportedOpError as error:
+                owner = None if strict else _enclosing_module(model, error.path, {**(whole or {}), **found})
+                if owner is None:
+                    if found:
+                        return rw, found  # the modules found may change what reaches this node
+                    raise
+                found[owner] = str(error)
+                rw.env[node] = _stand_in(rw, node)
+            except Exception:
+                if found:  # downstream of a stand-in: the next trace has the real values
+                    return rw, found
+                raise
     if not rw.batch.users:
         rw.graph.erase_node(rw.batch)
     rw.graph.lint()
-    return rw
+    return rw, found
+
+
+_UNSPLIT = "unsplit"  # the layout of a skipped value that a frame-wise call cannot give
+
+
+def _inside(node: fx.Node, modules: dict[str, str]) -> bool:
+    """Whether ``node`` is an op of (or a call of a submodule of) one of ``modules``."""
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [p[0] if isinstance(p, tuple) else p for p in stack.values()]
+    if node.op == "call_module":
+        paths.append(str(node.target))
+    return any(p == m or str(p).startswith(m + ".") for p in paths for m in modules)
+
+
+def _stand_in(rw: Rewriter, node: fx.Node) -> tuple[Any, Any]:
+    """A placeholder value for ``node``, skipped inside a module that will run per frame as a
+    whole: the layout the module's frame-wise call gives such a value (time beside the batch
+    axis), or :data:`_UNSPLIT` where it cannot."""
+    placeholder = rw.call_function(_skipped, node.name)
+    framed = frame_wise_layout(rw, node)
+    if framed is not None:
+        return placeholder, framed[0]
+    value = rw.meta(node)
+    if isinstance(value, TensorMeta) or isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
+        return placeholder, _UNSPLIT
+    return placeholder, None
+
+
+def _skipped(name: str) -> None:
+    raise InflateError(f"internal: the value of '{name}' was skipped while finding the modules to run per frame")
 
 
 def _assemble(model: nn.Module, rw: Rewriter, inplace: bool, device: torch.device) -> nn.Module:
@@ -306,18 +386,10 @@ def inflate_model(
     resolved = get_policy(policy, init=init, pad_mode=pad_mode, overrides=overrides, attention=attention,
                           tubelet=tubelet)
     size = input_size or default_input_size(model)
-    whole: dict[str, str] = {}  # modules run per frame as a whole, and why
-    while True:
-        try:
-            with _traced(model, leaf_modules, whole) as graph2d:
-                batch_size, device = _record_shapes(model, graph2d, size)
-                rw = _rewrite(model, graph2d, resolved, strict, t, batch_size, size[0], progress)
-            break
-        except UnsupportedOpError as error:
-            owner = None if strict else _enclosing_module(model, error.path, whole)
-            if owner is None:
-                raise
-            whole[owner] = str(error)
+    convert = functools.partial(_converted, model, leaf_modules, size, resolved, strict, t, progress)
+    rw, graph2d, whole, device = convert({})
+    if not strict and resolved.attention == "joint":
+        rw, graph2d, whole, device = _prefer_joint_modules(model, convert, (rw, graph2d, whole, device))
     # the ones whose attention was not made joint across time (joint_whole_module)
     whole = {path: why for path, why in whole.items()
              if any(r.path == path and r.how == "frame-wise" for r in rw.records)}
@@ -333,6 +405,49 @@ def inflate_model(
         source_kwargs=_source_kwargs(model, size[0]), attention=resolved.attention, tubelet=resolved.tubelet,
     )
     return (model3d, report) if return_report else model3d
+
+
+def _converted(model: nn.Module, leaf_modules: Iterable[type], size: tuple[int, int, int], policy: Policy,
+               strict: bool, t: int, progress: Optional[Callable[[int, int], None]],
+               whole: dict[str, str]) -> tuple[Rewriter, fx.Graph, dict[str, str], torch.device]:
+    """Trace and rewrite ``model``, the modules in ``whole`` (path → why) kept whole, adding the
+    modules the non-strict fallback finds must run whole; returns (rewriter, 2D graph, those
+    modules, device)."""
+    whole = dict(whole)
+    while True:
+        try:
+            with _traced(model, leaf_modules, whole) as graph2d:
+                batch_size, device = _record_shapes(model, graph2d, size)
+                rw, found = _rewrite(model, graph2d, policy, strict, t, batch_size, size[0], progress, whole)
+            if not found:
+                return rw, graph2d, whole, device
+            whole.update(found)
+        except UnsupportedOpError as error:
+            owner = None if strict else _enclosing_module(model, error.path, whole)
+            if owner is None:
+                raise
+            whole[owner] = str(error)
+
+
+def _prefer_joint_modules(model: nn.Module, convert: Callable[[dict[str, str]], tuple],
+                          first: tuple) -> tuple:
+    """Ops that ran frame by frame one at a time (a window partition merged into the batch axis)
+    leave the attention of their module within each frame; kept whole instead, the module may
+    attend across time (:func:`.handlers.attention.joint_whole_module`). Tried for the modules
+    around them: the conversion with those that do attend across time kept whole."""
+    rw, _, whole, _ = first
+    owners = {_enclosing_module(model, r.path, whole) for r in rw.records
+              if r.how == "frame-wise" and r.path not in whole}
+    owners.discard(None)
+    if not owners:
+        return first
+    tried = convert({**whole, **{o: "tried for joint attention" for o in owners}})
+    joint = {o for o in owners if any(r.path == o and r.how == "inflated" for r in tried[0].records)}
+    if joint == owners:
+        return tried
+    if not joint:
+        return first
+    return convert({**whole, **{o: "joint attention" for o in joint}})
 
 
 def _enclosing_module(model: nn.Module, path: str, whole: dict[str, str]) -> Optional[str]:

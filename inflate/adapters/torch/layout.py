@@ -32,6 +32,9 @@ __all__ = [
     "softmax_over_slots",
     "mean_over_slots",
     "normalize_over_time",
+    "fold_time_items",
+    "unfold_time_items",
+    "unfold_each",
 ]
 
 
@@ -43,11 +46,15 @@ class Clip:
         td: index of the time axis in the 3D tensor (0..rank2d).
         rank2d: rank of the 2D tensor this one stands for.
         collapsed: the time axis has length 1 because it was pooled away.
+        framed: the value of an op run frame by frame, time put before axis 1 as a frame index
+            rather than beside a token axis: attention and reductions over tokens do not take
+            it for the tokens' time (handlers.matmul, softmax, normalize).
     """
 
     td: int
     rank2d: int
     collapsed: bool = False
+    framed: bool = False
 
     def with_(self, **changes: object) -> "Clip":
         from dataclasses import replace
@@ -173,3 +180,26 @@ def normalize_over_time(x: torch.Tensor, p: float, dim: int, time_axis: int, eps
     slots = x.shape[time_axis]
     norm = x.norm(p, dim=(time_axis, dim), keepdim=True) / slots ** (1.0 / p)
     return x / norm.clamp_min(eps)
+
+
+def fold_time_items(x: torch.Tensor, td: int, group: int) -> torch.Tensor:
+    """(B·g, ..., T at td, ...) → (B·T·g, ...): :func:`fold_time` for a leading axis that merges
+    the batch with ``group`` items per sample, batch-major (HaloNet's blocks, TNT's pixel
+    tokens: (B·N, ...)), so that each frame's items stay together as one sample's did."""
+    x = x.movedim(td, 1)
+    if group == 1:
+        return x.flatten(0, 1)
+    return x.unflatten(0, (-1, group)).transpose(1, 2).flatten(0, 2)
+
+
+def unfold_time_items(y: torch.Tensor, batch: int, group: int) -> torch.Tensor:
+    """(B·T·g, ...) → (B·g, T, ...), undoing :func:`fold_time_items`."""
+    if group == 1:
+        return y.unflatten(0, (batch, -1))
+    return y.unflatten(0, (batch, -1, group)).transpose(1, 2).flatten(0, 1)
+
+
+def unfold_each(values: Sequence[object], batch: int, groups: Sequence[int | None]) -> tuple:
+    """:func:`unfold_time_items` on each tensor of a frame-wise op's tuple output whose group is
+    given; the other items (sizes, None) pass unchanged."""
+    return tuple(v if g is None else unfold_time_items(v, batch, g) for v, g in zip(values, groups))

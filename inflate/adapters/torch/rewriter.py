@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+import torch
 from torch import fx, nn
 
 from ...core.errors import InflateError, UnsupportedOpError
@@ -24,8 +25,10 @@ from ...core.spec import InflatedOp, OpSpec, TimeSpec
 from . import layout
 from .layout import Clip
 from .registry import handler_for
+from .tracing import NotBatchMajor, TensorMeta
 
-__all__ = ["Rewriter", "LayerRecord", "ModuleResult", "Handler", "HandlerResult", "rewrite_node"]
+__all__ = ["Rewriter", "LayerRecord", "ModuleResult", "Handler", "HandlerResult", "rewrite_node", "batch_group",
+           "frame_wise_layout", "BATCH_META"]
 
 HandlerResult = tuple[Any, Any]
 Handler = Callable[["Rewriter", fx.Node], HandlerResult]
@@ -236,20 +239,80 @@ class Rewriter:
             args, kwargs = self.substitute(node, squeezed)
             self.note(LayerRecord(node_path(node), describe_target(self, node), "same op (time pooled)", "per-frame"))
             return self.emit_like(node, args, kwargs), None
+        if any(BATCH_META in a.meta and a.meta[BATCH_META] != self.meta(a) for a in _node_inputs(node)
+               if not isinstance(self.info(a), Clip)):
+            raise self.unsupported(node, "an argument counts the batch (a size read from a tensor's shape)")
+        groups = {a: batch_group(self, self.meta(a), a.meta.get(BATCH_META)) for a, _ in clips}
         for arg, clip in clips:
-            if clip.collapsed or self.shape2d(arg)[0] != self.batch_size:
+            if clip.collapsed or groups[arg] is None:
                 raise self.unsupported(node, "its inputs cannot be split into frames along the batch axis")
-        out_shape = self.meta(node)
-        if not isinstance(out_shape, tuple) or not out_shape or out_shape[0] != self.batch_size:
+        framed = frame_wise_layout(self, node)
+        if framed is None:
             raise self.unsupported(node, "its output does not keep the batch axis first")
-        folded = {a: self.call_function(layout.fold_time, self.env[a][0], c.td) for a, c in clips}
+        folded = {a: self.call_function(layout.fold_time_items, self.env[a][0], c.td, groups[a]) for a, c in clips}
         args, kwargs = self.substitute(node, folded)
         out = self.emit_like(node, args, kwargs)
         how = "per-frame" if declared else "frame-wise"
         self.note(LayerRecord(node_path(node), describe_target(self, node), "same op on each frame", how))
-        return self.call_function(layout.unfold_time, out, self.batch), Clip(1, len(out_shape))
+        out_layout, out_groups = framed
+        if isinstance(out_layout, Clip):
+            return self.call_function(layout.unfold_time_items, out, self.batch, out_groups), out_layout
+        return self.call_function(layout.unfold_each, out, self.batch, out_groups), out_layout
 
     batch_size: int = 0
+
+
+BATCH_META = "inflate_batch+1"  # node.meta key: the 2D value recorded for a sample batch one larger
+
+
+def batch_group(rw: Rewriter, shape: Any, shape_next: Any) -> Optional[int]:
+    """How many items per sample the leading axis of a 2D tensor holds, batch-major (1: it is
+    the batch axis; N for HaloNet's or TNT's (B·N, ...) blocks), read from its ``shape`` at the
+    sample batch and ``shape_next`` at a batch one larger (:func:`~.tracing.record_shapes`
+    with ``batch_major``); None where that axis does not grow with the batch, or not
+    batch-major (or ``shape`` is not a tensor's). Without ``shape_next``, only 1 is told."""
+    if not isinstance(shape, TensorMeta) or not shape:
+        return None
+    batch = rw.batch_size
+    if shape_next is None:
+        return 1 if shape[0] == batch else None
+    if not isinstance(shape_next, TensorMeta) or isinstance(shape_next, NotBatchMajor) or not shape_next:
+        return None
+    if shape[0] % batch == 0 and shape_next[0] * batch == shape[0] * (batch + 1):
+        return shape[0] // batch
+    return None
+
+
+def frame_wise_layout(rw: Rewriter, node: fx.Node) -> Optional[tuple[Any, Any]]:
+    """The layout of ``node``'s output applied to each frame, and the batch group of each of its
+    tensors (:func:`batch_group`), for an output that is a tensor or a tuple of tensors (and
+    values that do not depend on the batch: sizes, None), every tensor's leading axis holding
+    the batch; None otherwise."""
+    shape, shape_next = rw.meta(node), node.meta.get(BATCH_META)
+    if isinstance(shape, TensorMeta):
+        group = batch_group(rw, shape, shape_next)
+        return None if group is None else (Clip(1, len(shape), framed=True), group)
+    if not isinstance(shape, (tuple, list)) or isinstance(shape, torch.Size):
+        return None
+    nexts = shape_next if isinstance(shape_next, (tuple, list)) and len(shape_next) == len(shape) else None
+    layouts: list[Any] = []
+    groups: list[Optional[int]] = []
+    for i, item in enumerate(shape):
+        item_next = nexts[i] if nexts is not None else None
+        if isinstance(item, TensorMeta):
+            group = batch_group(rw, item, item_next)
+            if group is None:
+                return None
+            layouts.append(Clip(1, len(item), framed=True))
+        elif nexts is not None and item_next != item:  # a size that counts the batch
+            return None
+        else:
+            group = None
+            layouts.append(None)
+        groups.append(group)
+    if all(g is None for g in groups):
+        return None
+    return tuple(layouts), tuple(groups)
 
 
 def rewrite_node(rw: Rewriter, node: fx.Node) -> HandlerResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -10,7 +11,7 @@ from torch import fx, nn
 
 from ...core.errors import InflateError
 
-__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_through"]
+__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_through", "NotBatchMajor"]
 
 # timm module types it marks untraceable (leaves) that trace correctly in some configurations,
 # with the test that says when: the tracer then records their inner ops, which have rules.
@@ -84,11 +85,17 @@ class InflateTracer(fx.Tracer):
 
 
 def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
-    """Trace ``model`` in eval mode (its mode is restored), with a clear error on failure."""
+    """Trace ``model`` in eval mode (its mode is restored), with a clear error on failure.
+
+    Arguments of ``model.forward`` after the image whose default is None or a bool (Hiera's
+    ``mask``, ViT's ``attn_mask`` and ``is_causal``) are traced at their default: a 3D model is
+    called with a clip alone, and a placeholder would take the ``if mask is not None`` branch
+    that the sample batch then cannot run.
+    """
     was_training = model.training
     model.eval()
     try:
-        return tracer.trace(model)
+        return tracer.trace(model, concrete_args=_switch_defaults(model) or None)
     except Exception as error:  # fx raises many kinds; the user needs the one next step
         raise InflateError(
             f"could not trace {type(model).__name__} with torch.fx: {error}. Pass the module types "
@@ -99,11 +106,56 @@ def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
         model.train(was_training)
 
 
+def _switch_defaults(model: nn.Module) -> dict[str, Any]:
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C forward: nothing to fix
+        return {}
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in parameters[1:]
+            if p.kind in positional and (p.default is None or isinstance(p.default, bool))}
+
+
 class _ShapeRecorder(fx.Interpreter):
+    def __init__(self, module: fx.GraphModule, key: str, describe: Callable[[Any, Any], Any]) -> None:
+        super().__init__(module)
+        self.key = key
+        self.describe = describe
+
     def run_node(self, n: fx.Node) -> Any:
         value = super().run_node(n)
-        n.meta["inflate"] = _describe(value)
+        n.meta[self.key] = self.describe(value, n.meta.get("inflate"))
         return value
+
+
+class NotBatchMajor(TensorMeta):
+    """The shape of a tensor whose leading axis does not hold the batch merged batch-major."""
+
+
+def _describe_batch_major(value: Any, shape: Any = None) -> Any:
+    """As :func:`_describe`, for a batch of 3 images whose last two are the same, ``shape``
+    being the value recorded for the batch of 2: a tensor whose leading axis holds 3·k items
+    where it held 2·k (k > 1) is a :class:`NotBatchMajor` shape unless items k..2k equal
+    items 2k..3k, as they do where that axis is the batch merged batch-major with k items per
+    sample. (The others need no look at their values: k = 1 is the batch axis itself.)"""
+    if isinstance(value, torch.Tensor):
+        grouped = (isinstance(shape, tuple) and len(shape) == value.dim() > 0 and shape[0] % 2 == 0
+                   and shape[0] > 2 and value.shape[0] * 2 == shape[0] * 3)
+        if not grouped:
+            return TensorMeta(value.shape)
+        k = value.shape[0] // 3
+        second, third = value[k:2 * k], value[2 * k:]
+        if value.is_floating_point() or value.is_complex():
+            scale = float(second.abs().max()) if second.numel() else 0.0
+            same = float((second - third).abs().max()) <= 1e-4 * scale if second.numel() else True
+        else:
+            same = torch.equal(second, third)
+        return TensorMeta(value.shape) if same else NotBatchMajor(value.shape)
+    if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
+        items = shape if isinstance(shape, (tuple, list)) and len(shape) == len(value) else [None] * len(value)
+        return type(value)(_describe_batch_major(v, s) for v, s in zip(value, items))
+    return _describe(value)
 
 
 def _describe(value: Any) -> Any:
@@ -117,12 +169,17 @@ def _describe(value: Any) -> Any:
 
 
 @torch.no_grad()
-def record_shapes(module: fx.GraphModule, sample: torch.Tensor) -> None:
-    """Run ``sample`` through ``module`` (eval mode, restored after) and store shapes in node.meta."""
+def record_shapes(module: fx.GraphModule, sample: torch.Tensor, key: str = "inflate",
+                  batch_major: bool = False) -> None:
+    """Run ``sample`` through ``module`` (eval mode, restored after) and store each node's
+    shapes (for tensors; other values as they are) in ``node.meta[key]``. With ``batch_major``,
+    after a run on 2 images, ``sample`` is 3 images, the last two the same, and tensors whose
+    leading axis grows with the batch but is not the batch merged batch-major with other items
+    are marked :class:`NotBatchMajor`."""
     was_training = module.training
     module.eval()
     try:
-        _ShapeRecorder(module).run(sample)
+        _ShapeRecorder(module, key, _describe_batch_major if batch_major else lambda v, _: _describe(v)).run(sample)
     except Exception as error:
         raise InflateError(
             f"the 2D model failed on a sample image batch of shape {tuple(sample.shape)}: {error}. "

@@ -17,7 +17,7 @@ from ....core.geometry import reduce_axes
 from .. import layout
 from ..layout import Clip, dim_to_3d, normalize_dim
 from ..registry import handles
-from ..rewriter import HandlerResult, Rewriter
+from ..rewriter import HandlerResult, Rewriter, pointwise_result
 from ._common import arg, first_clip
 
 __all__ = ["flatten_clip"]
@@ -214,6 +214,32 @@ def reduction(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return _reduction(rw, node, name)
 
 
+@handles("axis", "max", "min", torch.max, torch.min)
+def max_min(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """max/min: over every element; element-wise against another tensor; or along ``dim``, giving
+    (values, indices). Along the axis time travels with (VOLO's token max before its head) it
+    takes the extreme over time too, time merged into that axis: the indices then count
+    positions over (time, axis), time-major."""
+    other = arg(node, 1, "other")
+    if isinstance(other, fx.Node):  # torch.max(a, b): element-wise
+        return pointwise_result(rw, node)
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    x, clip = first_clip(rw, node)
+    dim = arg(node, 1, "dim")
+    if dim is None:
+        return rw.call_method(name, x), None
+    keepdim = bool(arg(node, 2, "keepdim", False))
+    dim = normalize_dim(dim, clip.rank2d)
+    if clip.collapsed:
+        return rw.call_method(name, rw.call_method("squeeze", x, clip.td), dim, keepdim), (None, None)
+    reduction = reduce_axes([dim], clip.td, clip.rank2d)
+    if not reduction.over_time:
+        piece = clip if keepdim else Clip(reduction.time_axis, reduction.rank2d)
+        return rw.call_method(name, x, dim_to_3d(dim, clip), keepdim), (piece, piece)
+    moved, _ = rw.move_time(x, clip, dim)
+    return rw.call_method(name, rw.call_method("flatten", moved, dim, dim + 1), dim, keepdim), (None, None)
+
+
 def flatten_clip(rw: Rewriter, node: fx.Node, x: Any, clip: Clip, start: int, end: int) -> HandlerResult:
     start, end = normalize_dim(start, clip.rank2d), normalize_dim(end, clip.rank2d)
     if clip.collapsed:
@@ -354,7 +380,7 @@ def _softmax(rw: Rewriter, node: fx.Node, fn: Any, method: bool) -> HandlerResul
     dim = arg(node, 1, "dim")
     rest = {k: v for k, v in node.kwargs.items() if k not in ("dim", "input")}
     if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and \
-            set(rest) <= {"dtype"}:
+            not clip.framed and set(rest) <= {"dtype"}:
         log = (fn if method else fn.__name__) == "log_softmax"
         return rw.call_function(layout.softmax_over_time, x, clip.td + 1, clip.td, log, rest.get("dtype")), clip
     if method:
@@ -383,7 +409,8 @@ def normalize(rw: Rewriter, node: fx.Node) -> HandlerResult:
     p, dim, eps = arg(node, 1, "p", 2.0), arg(node, 2, "dim", 1), arg(node, 3, "eps", 1e-12)
     if arg(node, 4, "out") is not None:
         return rw.frame_wise(node, "F.normalize with out=")
-    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed:
+    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and \
+            not clip.framed:
         return rw.call_function(layout.normalize_over_time, x, p, clip.td + 1, clip.td, eps), clip
     return rw.call_function(F.normalize, x, p, dim_to_3d(dim, clip), eps), clip
 

@@ -59,6 +59,8 @@ def _role(info: Any, rank: int) -> Optional[str]:
         return None
     if not isinstance(info, Clip) or info.collapsed or info.td > rank:
         return "other"
+    if info.framed:  # a frame index from a frame-wise op, not time beside a token axis
+        return "lead" if info.td < rank - 1 else "other"
     return {rank - 2: "rows", rank - 1: "cols"}.get(info.td, "lead" if info.td < rank - 2 else "other")
 
 
@@ -150,23 +152,50 @@ def _time_free(rw: Rewriter, node: Any, seen: dict[fx.Node, bool]) -> bool:
 
 def _scores_close(rw: Rewriter, start: fx.Node) -> bool:
     """Whether every op reading the scores of ``start`` has a form for them, up to products with
-    values that carry time on their token axis (or none), with no other time-carrying operand."""
-    region, todo, seen = {start}, [start], {}
+    values that contract the keys (the query and key axes followed through transposes), with no
+    other time-carrying operand."""
+    rank = len(rw.shape2d(start))
+    axes = {start: (rank - 2, rank - 1, rank)}  # region node → (query axis, key axis, rank)
+    todo, seen = [start], {}
     while todo:
         for user in todo.pop().users:
-            if user in region:
+            if user in axes:
                 continue
-            inside = [n for n in user.all_input_nodes if n in region]
-            outside = [n for n in user.all_input_nodes if n not in region]
+            inside = [n for n in user.all_input_nodes if n in axes]
+            outside = [n for n in user.all_input_nodes if n not in axes]
+            q, k, r = axes[inside[0]]
             if _is_matmul(user):
-                if len(inside) != 1 or len(user.args) < 2:
+                first = user.args[0] in axes
+                if len(inside) != 1 or len(user.args) < 2 or k != (r - 1 if first else r - 2):
                     return False
                 continue  # the product with the values: time comes back there
             if not _score_op(rw, user) or not all(_time_free(rw, n, seen) for n in outside):
                 return False
-            region.add(user)
+            shape = rw.meta(user)
+            if not isinstance(shape, tuple):
+                return False
+            if user.target in _AXES:
+                perm = _permutation(user, r)
+                q, k = perm.index(q), perm.index(k)
+            shift = len(shape) - r
+            axes[user] = (q + shift, k + shift, len(shape))
             todo.append(user)
     return True
+
+
+def _permutation(node: fx.Node, rank: int) -> list[int]:
+    """The axis order a permute or transpose node gives a tensor of ``rank`` axes."""
+    if node.target in ("transpose", "swapaxes", torch.transpose):
+        i, j = normalize_dim(node.args[1], rank), normalize_dim(node.args[2], rank)
+        perm = list(range(rank))
+        perm[i], perm[j] = perm[j], perm[i]
+        return perm
+    dims = node.args[1:] if node.op == "call_method" else arg(node, 1, "dims")
+    if node.op == "call_method" and "dims" in node.kwargs:
+        dims = node.kwargs["dims"]
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = dims[0]
+    return [normalize_dim(d, rank) for d in dims]
 
 
 def scores_op(rw: Rewriter, node: fx.Node) -> HandlerResult:
@@ -232,18 +261,7 @@ def _score_reduction(rw: Rewriter, node: fx.Node, s: Scores, name: str) -> Handl
 
 
 def _score_axes(rw: Rewriter, node: fx.Node, s: Scores) -> HandlerResult:
-    rank = s.rank2d
-    if node.target in ("transpose", "swapaxes", torch.transpose):
-        i, j = normalize_dim(node.args[1], rank), normalize_dim(node.args[2], rank)
-        perm = list(range(rank))
-        perm[i], perm[j] = perm[j], perm[i]
-    else:
-        dims = node.args[1:] if node.op == "call_method" else arg(node, 1, "dims")
-        if node.op == "call_method" and "dims" in node.kwargs:
-            dims = node.kwargs["dims"]
-        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-            dims = dims[0]
-        perm = [normalize_dim(d, rank) for d in dims]
+    perm = _permutation(node, s.rank2d)
     moved = {a: perm.index(a) for a in (s.q, s.k) if a is not None}
     out = rw.emit_like(node, *rw.substitute(node, {}))
     return out, s.with_(q=moved.get(s.q), k=moved.get(s.k))

@@ -219,9 +219,10 @@ def _register_block_layouts() -> None:
 
 def _register_window_layouts() -> None:
     """timm's window_reverse functions (marked untraceable): windows of each image back into its
-    map. Where one window covers the map the windows are the images, and per frame is exact; with
-    several, the batch axis holds windows, the per-frame check refuses, and the enclosing block
-    runs whole (:func:`.attention.joint_whole_module`)."""
+    map, so per frame is exact: time folds into the batch axis beside each image's windows (one
+    window covering the map, or several merged batch-major). Where the windows' axis is not
+    batch-major the per-frame check refuses, and the enclosing block runs whole
+    (:func:`.attention.joint_whole_module`)."""
     targets = []
     for name, functions in (("davit", ("window_reverse",)), ("gcvit", ("window_reverse",)),
                             ("swin_transformer", ("window_reverse",)), ("swin_transformer_v2", ("window_reverse",)),
