@@ -47,3 +47,27 @@ def test_several_windows_reverse_per_frame_too() -> None:
         model3d, report = inflate_model(model2d, t=4, input_size=(3, 8, 8), return_report=True)
     assert any("window_reverse" in r.path and r.how == "per-frame" for r in report.layers)
     assert check_boring_video(model2d, model3d, t=4, image=torch.randn(1, 3, 8, 8)).passed
+
+
+from timm.models.crossvit import scale_image  # noqa: E402  (fx wraps it by its global name)
+
+
+class TwoScales(nn.Module):
+    """CrossViT's second branch reads the image resized by scale_image (untraceable in timm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.small, self.large = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.small(x).mean(dim=(2, 3))
+        b = self.large(scale_image(x, (6, 6))).mean(dim=(2, 3))
+        return self.head(torch.cat([a, b], dim=1))
+
+
+def test_scale_image_resizes_each_frame() -> None:
+    model2d = TwoScales().eval()
+    model3d, report = inflate_model(model2d, t=4, strict=True, input_size=(3, 8, 8), return_report=True)
+    assert any("scale_image" in r.path and r.how == "per-frame" for r in report.layers)
+    assert check_boring_video(model2d, model3d, t=4, image=torch.randn(1, 3, 8, 8)).passed

@@ -42,6 +42,7 @@ def register_timm() -> bool:
     register_timm_blocks()
     _register_block_layouts()
     _register_window_layouts()
+    _register_image_scaling()
     return True
 
 
@@ -237,3 +238,13 @@ def _register_window_layouts() -> None:
     @handles("axis", *targets)
     def window_reverse(rw: Rewriter, node: fx.Node) -> HandlerResult:
         return rw.frame_wise(node, "windows spread over the batch axis", declared=True)
+
+
+def _register_image_scaling() -> None:
+    """CrossViT's scale_image (marked untraceable): each image resized or cropped to a branch's size,
+    a spatial resample with time kernel 1, so per frame is exact."""
+    from timm.models import crossvit
+
+    @handles("upsample", crossvit.scale_image)
+    def scale_image(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        return rw.frame_wise(node, declared=True)
