@@ -169,3 +169,37 @@ def test_timm_leaf_attention_traced_through(kind: str) -> None:
         nn.init.normal_(p, std=0.5)
     model3d = _checks(model, size=8)
     assert any(r.kind == "attention" and r.how == "inflated" for r in model3d.inflation.report.layers)
+
+
+class ClassAttention(nn.Module):
+    """CaiT/VOLO-style class attention: a learned class token per frame queries the patch tokens,
+    then a VOLO-style local product of two tensors whose frames sit on different leading axes."""
+
+    def __init__(self, dim: int = 8, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.stem = nn.Conv2d(3, dim, 3, padding=1)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.q, self.kv = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim)
+        nn.init.normal_(self.q.weight), nn.init.normal_(self.kv.weight)
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        b, n, c = tokens.shape
+        u = torch.cat([self.cls.expand(b, -1, -1), tokens], dim=1)
+        q = self.q(u[:, :1, :]).reshape(b, self.heads, 1, c // self.heads)  # as VOLO's: heads before the token
+        k, v = self.kv(u).reshape(b, n + 1, 2, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5).softmax(dim=-1)  # (B, h, 1, N+1)
+        cls = (attn @ v).transpose(1, 2).reshape(b, 1, c)
+        return self.head(cls[:, 0])
+
+
+def test_class_token_per_frame_attends_across_time() -> None:
+    model2d = ClassAttention()
+    joint = _checks(model2d, size=6)
+    assert any(r.op2d.startswith("matmul (q") and r.how == "inflated" for r in joint.inflation.report.layers)
+    frames = inflate_model(model2d, t=4, attention="frames", input_size=(3, 6, 6)).eval()
+    clip = torch.randn(2, 3, 4, 6, 6)
+    with torch.no_grad():
+        assert (joint(clip) - frames(clip)).abs().max() > 1e-3

@@ -71,3 +71,25 @@ def test_scale_image_resizes_each_frame() -> None:
     model3d, report = inflate_model(model2d, t=4, strict=True, input_size=(3, 8, 8), return_report=True)
     assert any("scale_image" in r.path and r.how == "per-frame" for r in report.layers)
     assert check_boring_video(model2d, model3d, t=4, image=torch.randn(1, 3, 8, 8)).passed
+
+
+class SlidingBlocks(nn.Module):
+    """VOLO-style: nn.Unfold's 3×3 blocks weighted, summed back by nn.Fold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.unfold, self.fold = nn.Unfold(3, padding=1), nn.Fold((6, 6), 3, padding=1)
+        self.weights = nn.Parameter(torch.randn(1, 4 * 9, 1))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = self.unfold(self.stem(x)) * self.weights  # (B, C·9, H·W)
+        return self.head(self.fold(blocks).mean(dim=(2, 3)))
+
+
+def test_unfold_and_fold_run_per_frame() -> None:
+    model2d = SlidingBlocks().eval()
+    model3d, report = inflate_model(model2d, t=4, strict=True, input_size=(3, 6, 6), return_report=True)
+    assert {r.path for r in report.layers if r.how == "per-frame"} >= {"unfold", "fold"}
+    assert check_boring_video(model2d, model3d, t=4, image=torch.randn(1, 3, 6, 6)).passed

@@ -420,3 +420,10 @@ def flatten_module(rw: Rewriter, node: fx.Node) -> HandlerResult:
     module = rw.submodule(node)
     x, clip = first_clip(rw, node)
     return flatten_clip(rw, node, x, clip, module.start_dim, module.end_dim)
+
+
+@handles("axis", nn.Unfold, nn.Fold, F.unfold, F.fold)
+def sliding_blocks(rw: Rewriter, node: fx.Node) -> HandlerResult:
+    """im2col and col2im (nn.Unfold/nn.Fold: VOLO's outlook attention, TNT's pixel embedding): each
+    image's sliding k×k blocks, a rearrangement with a time window of 1, so per frame is exact."""
+    return rw.frame_wise(node, "sliding blocks of an input whose batch axis moved", declared=True)

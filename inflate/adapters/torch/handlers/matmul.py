@@ -79,6 +79,20 @@ def matmul(rw: Rewriter, node: fx.Node) -> HandlerResult:
     x, y = rw.value(a), rw.value(b)
     path = node_path(node)
     across = rw.policy.attention == "joint"
+    if across and roles in (("lead", "cols"), ("rows", "lead")):
+        # time as a frame index on a leading axis of the queries (a class token per frame, as in
+        # CaiT's and VOLO's class attention) or of the keys: it moves beside their tokens
+        if roles[0] == "lead":
+            x, clip = rw.move_time(x, infos[0], ra - 2)
+            infos = (clip, infos[1])
+        else:
+            y, clip = rw.move_time(y, infos[1], rb - 1)
+            infos = (infos[0], clip)
+        roles = ("rows", "cols")
+    if roles == ("lead", "lead") and ra - infos[0].td != rb - infos[1].td and 0 <= rb - (ra - infos[0].td) < rb - 2:
+        # both frame indices on leading (batch) axes: lined up, the product runs per frame
+        y, clip = rw.move_time(y, infos[1], rb - (ra - infos[0].td))
+        infos = (infos[0], clip)
     if roles == ("rows", "cols"):
         if not across:
             return rw.frame_wise(node, declared=True)
