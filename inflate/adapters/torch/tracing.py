@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -11,7 +12,7 @@ from torch import fx, nn
 
 from ...core.errors import InflateError
 
-__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_through", "NotBatchMajor"]
+__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_through", "NotBatchMajor", "check_flag"]
 
 # timm module types it marks untraceable (leaves) that trace correctly in some configurations,
 # with the test that says when: the tracer then records their inner ops, which have rules.
@@ -95,7 +96,9 @@ def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
     was_training = model.training
     model.eval()
     try:
-        return tracer.trace(model, concrete_args=_switch_defaults(model) or None)
+        graph = tracer.trace(model, concrete_args=_switch_defaults(model) or None)
+        _exportable_guards(graph)
+        return graph
     except Exception as error:  # fx raises many kinds; the user needs the one next step
         raise InflateError(
             f"could not trace {type(model).__name__} with torch.fx: {error}. Pass the module types "
@@ -104,6 +107,29 @@ def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
         ) from error
     finally:
         model.train(was_training)
+
+
+def check_flag(value: Any, expected: bool, message: str) -> None:
+    """fx's guard on an argument traced at its bool default, in a form exporters trace: they pass
+    such flags as tensors (their ``==`` with a bool has no TorchScript op)."""
+    if isinstance(value, torch.Tensor):
+        value = bool(value)
+    if value != expected:
+        raise InflateError(message)
+
+
+def _exportable_guards(graph: fx.Graph) -> None:
+    """fx guards an argument specialised to a bool with ``_assert(arg == value)``: replaced by
+    :func:`check_flag`, which says the same and exports."""
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch._assert and isinstance(node.args[0], fx.Node):
+            eq = node.args[0]
+            if eq.op == "call_function" and eq.target is operator.eq and len(eq.users) == 1 and \
+                    isinstance(eq.args[0], fx.Node) and eq.args[0].op == "placeholder" and isinstance(eq.args[1], bool):
+                with graph.inserting_before(node):
+                    graph.call_function(check_flag, (eq.args[0], eq.args[1], node.args[1]))
+                graph.erase_node(node)
+                graph.erase_node(eq)
 
 
 def _switch_defaults(model: nn.Module) -> dict[str, Any]:
