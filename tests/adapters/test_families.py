@@ -21,52 +21,22 @@ from inflate.testing import check_family, timm_families
 FAMILIES = timm_families(Path(__file__).with_name("timm_families.json"))
 
 # Cheap representatives run by default (each a few seconds on 2 cores): residual CNN, depthwise
-# + SE (timm test models), channels-last norms, a plain ViT, a configurable byobnet, MobileNetV3.
-REPRESENTATIVE = {"resnet", "efficientnet", "convnext", "vision_transformer", "byobnet", "mobilenetv3"}
+# + SE (timm test models), channels-last norms, a plain ViT, a configurable byobnet, MobileNetV3,
+# attention written by hand with a learned bias (EfficientFormer).
+REPRESENTATIVE = {"resnet", "efficientnet", "convnext", "vision_transformer", "byobnet", "mobilenetv3",
+                  "efficientformer"}
 
 # family → why it does not pass yet (frame-wise ops or an error), from benchmarks/zoo.py.
 KNOWN: dict[str, str] = {
-    # raise in non-strict mode or crash on the clip
-    "byoanet": "frame-wise: HaloAttention's reshapes move the batch axis; the attention modules run per frame",
-    "coat": "a patch embedding per stage gets a tubelet each: a late stage sees one frame",
-    "crossvit": "two-branch token fusion: the branches' tubelets give 4 vs 8 time slots",
-    "csatv2": "non-strict raises: the DCT stem's reshape moves the batch axis",
-    "efficientvim": "non-strict raises: torch.split on a tensor whose batch axis moved (HSM-SSD mixer)",
-    "fastvit": "MobileOne multi-branch stem: the temporal stride lands on one branch (8 vs 4 frames)",
-    "gcvit": "non-strict raises: window-partition views move the batch axis",
-    "nest": "non-strict raises: Tensor.unbind of qkv on block-partitioned tokens whose batch axis moved",
-    "volo": "non-strict raises: Tensor.max over tokens whose batch axis moved",
-    "hieradet_sam2": "non-strict raises: window-partition views move the batch axis",
-    "sequencer": "non-strict raises: nn.LSTM token mixers have no rule and the fallback refuses them",
-    "hiera": "conversion fails on the adapter's sample batch (Hiera's forward reads a None mask)",
-    "davit": "non-strict raises: window-partition views move the batch axis",
-    "swin_transformer_v2": "non-strict raises: window-partition views move the batch axis",
-    "swin_transformer_v2_cr": "non-strict raises: window-partition views move the batch axis",
-    "tnt": "non-strict raises: the inner attention's Tensor.unbind on pixel tokens whose batch axis moved",
     # exact and order-sensitive, but parts run frame by frame
-    "cait": "talking-heads attention by hand (matmul, head-mixing Linear) runs frame-wise",
-    "cpubone": "ConvAttention runs frame-wise",
-    "edgenext": "XCA attention by hand (F.normalize + matmul) runs frame-wise",
-    "efficientformer": "the last stage's attention by hand (matmul with attention biases) runs frame-wise",
-    "efficientformer_v2": "attention by hand (matmul with attention biases) runs frame-wise",
-    "efficientvit_mit": "LiteMLA linear attention runs frame-wise",
-    "efficientvit_msra": "LocalWindowAttention (by hand) runs frame-wise",
-    "lowformer": "F.group_norm and ConvAttention run frame-wise",
-    "mobilevit": "MobileVitBlock (patch unfolding that moves the batch axis) runs frame-wise",
-    "shvit": "single-head attention by hand runs frame-wise",
-    "mobilenetv5": "the multi-scale fusion adapter (MobileNetV5MultiScaleFusionAdapter) runs frame-wise",
-    "naflexvit": "non-strict raises: NaFlexViT's patch embedding of variable-size patch sequences has no rule",
-    "vision_transformer_sam": "non-strict raises: the decomposed relative-position einsum over tokens whose batch axis moved",
-    "nextvit": "E-MHSA's AvgPool1d spatial reduction and its norm run frame-wise",
-    "tresnet": "anti-aliasing blur (F.conv2d with a fixed filter) runs frame-wise",
-    "tiny_vit": "TinyVitBlock (window attention by hand) runs frame-wise",
-    "vision_transformer_hybrid": "the ResNetV2 backbone's StdConv2dSame and F.group_norm run frame-wise",
-    "visformer": "stage patch embeddings and matmul attention run frame-wise",
-    "xcit": "XCA attention by hand (F.normalize + matmul) runs frame-wise",
+    "byoanet": "HaloAttention (hand-written attention over unfolded halo blocks) runs per frame as a module",
+    "hiera": "a reshape in Hiera's unroll that mixes the axes around time runs frame-wise",
+    "sequencer": "its nn.LSTM token mixers along rows and columns (LSTM2d) run frame-wise: no joint form",
+    "tnt": "the inner attention over each patch's pixel tokens (B·N items) runs frame-wise",
     # frame-wise and blind to frame order
-    "nfnet": "weight-standardised convolutions (ScaledStdConv2d) run frame-wise: order effect 0",
-    # not exact
-    "swiftformer": "additive attention by hand runs frame-wise and the boring-video error is 4e-3",
+    "naflexvit": "NaFlexViT's linear patch embedding of patch sequences has no tubelet form: order effect 0",
+    # fx cannot trace it
+    "gemma4_vit": "its forward branches on the input's rank (x.ndim): torch.fx cannot trace it",
 }
 
 
