@@ -21,7 +21,7 @@ from torch import nn
 
 from inflate import check_boring_video, check_order_sensitivity, inflate_model
 from inflate.adapters.torch.handlers.conv import functional_conv3d
-from inflate.adapters.torch.handlers.norm import clip_vector_norm
+from inflate.adapters.torch.layout import clip_vector_norm
 from inflate.core.weights import inflate_kernel
 from inflate.testing import randomize_weights
 

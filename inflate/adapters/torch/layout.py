@@ -9,8 +9,9 @@ feature map becomes (B, C, T, H, W) with ``td = 2``; after ``permute(0, 2, 3, 1)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -31,6 +32,7 @@ __all__ = [
     "softmax_over_time",
     "softmax_over_slots",
     "mean_over_slots",
+    "clip_vector_norm",
     "normalize_over_time",
     "fold_time_items",
     "unfold_time_items",
@@ -173,29 +175,40 @@ def mean_over_slots(x: torch.Tensor, slots: int) -> torch.Tensor:
     return x / slots
 
 
+def clip_vector_norm(x: torch.Tensor, ord: float, dim: Optional[Sequence[int]], keepdim: bool,
+                     time_dim: Optional[int], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``torch.linalg.vector_norm(x, ord, dim, keepdim)`` of a clip whose axis ``time_dim`` is
+    among the reduced ones (None: time is not reduced), divided by T^(1/ord): the ord-power mean
+    over frames of each frame's norm, so a clip of one repeated frame gives the 2D norm (GRN's
+    spatial norm, taken over space-time). ord 0 counts non-zeros (divided by T); ±inf needs no
+    scale."""
+    out = torch.linalg.vector_norm(x, ord, dim=None if dim is None else tuple(dim), keepdim=keepdim, dtype=dtype)
+    if time_dim is None or math.isinf(ord):
+        return out
+    frames = x.shape[time_dim]
+    return out / frames if ord == 0 else out / frames ** (1.0 / ord)
+
+
 def normalize_over_time(x: torch.Tensor, p: float, dim: int, time_axis: int, eps: float = 1e-12) -> torch.Tensor:
     """``F.normalize`` over 3D axis ``dim`` and the time axis just before it: divided by the p-norm
-    over both, taken as the mean over time of the 2D p-th powers (‖x‖ₚ / T^(1/p)), so each entry
-    keeps its 2D value on a boring clip."""
-    slots = x.shape[time_axis]
-    norm = x.norm(p, dim=(time_axis, dim), keepdim=True) / slots ** (1.0 / p)
-    return x / norm.clamp_min(eps)
+    over both as :func:`clip_vector_norm` takes it (the mean over time of the 2D p-th powers), so
+    each entry keeps its 2D value on a boring clip."""
+    return x / clip_vector_norm(x, p, (time_axis, dim), True, time_axis).clamp_min(eps)
 
 
 def fold_time_items(x: torch.Tensor, td: int, group: int) -> torch.Tensor:
     """(B·g, ..., T at td, ...) → (B·T·g, ...): :func:`fold_time` for a leading axis that merges
     the batch with ``group`` items per sample, batch-major (HaloNet's blocks, TNT's pixel
     tokens: (B·N, ...)), so that each frame's items stay together as one sample's did."""
-    x = x.movedim(td, 1)
     if group == 1:
-        return x.flatten(0, 1)
-    return x.unflatten(0, (-1, group)).transpose(1, 2).flatten(0, 2)
+        return fold_time(x, td)
+    return x.movedim(td, 1).unflatten(0, (-1, group)).transpose(1, 2).flatten(0, 2)
 
 
 def unfold_time_items(y: torch.Tensor, batch: int, group: int) -> torch.Tensor:
     """(B·T·g, ...) → (B·g, T, ...), undoing :func:`fold_time_items`."""
     if group == 1:
-        return y.unflatten(0, (batch, -1))
+        return unfold_time(y, batch)
     return y.unflatten(0, (batch, -1, group)).transpose(1, 2).flatten(0, 1)
 
 

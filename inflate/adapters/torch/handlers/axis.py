@@ -372,6 +372,13 @@ def squeeze(rw: Rewriter, node: fx.Node) -> HandlerResult:
 
 
 
+def _along_tokens(clip: Clip, dim: int) -> bool:
+    """Whether 2D axis ``dim`` is the token axis the clip's time travels with (not a frame index
+    left by a frame-wise op, nor pooled away): softmax and normalize along it span all slots."""
+    return clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed \
+        and not clip.framed
+
+
 def _softmax(rw: Rewriter, node: fx.Node, fn: Any, method: bool) -> HandlerResult:
     """Softmax along one axis; along the axis time travels with (tokens), over the tokens of every
     time slot together, each weight kept at its 2D value on a boring clip
@@ -379,8 +386,7 @@ def _softmax(rw: Rewriter, node: fx.Node, fn: Any, method: bool) -> HandlerResul
     x, clip = first_clip(rw, node)
     dim = arg(node, 1, "dim")
     rest = {k: v for k, v in node.kwargs.items() if k not in ("dim", "input")}
-    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and \
-            not clip.framed and set(rest) <= {"dtype"}:
+    if _along_tokens(clip, dim) and set(rest) <= {"dtype"}:
         log = (fn if method else fn.__name__) == "log_softmax"
         return rw.call_function(layout.softmax_over_time, x, clip.td + 1, clip.td, log, rest.get("dtype")), clip
     if method:
@@ -409,8 +415,7 @@ def normalize(rw: Rewriter, node: fx.Node) -> HandlerResult:
     p, dim, eps = arg(node, 1, "p", 2.0), arg(node, 2, "dim", 1), arg(node, 3, "eps", 1e-12)
     if arg(node, 4, "out") is not None:
         return rw.frame_wise(node, "F.normalize with out=")
-    if clip.td < clip.rank2d and normalize_dim(dim, clip.rank2d) == clip.td and not clip.collapsed and \
-            not clip.framed:
+    if _along_tokens(clip, dim):
         return rw.call_function(layout.normalize_over_time, x, p, clip.td + 1, clip.td, eps), clip
     return rw.call_function(F.normalize, x, p, dim_to_3d(dim, clip), eps), clip
 

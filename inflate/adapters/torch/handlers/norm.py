@@ -6,8 +6,7 @@ with the axis it travels with, scaled to the 2D norm on a boring clip."""
 
 from __future__ import annotations
 
-import math
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +15,12 @@ from torch import fx, nn
 from ....core.geometry import reduce_axes
 from ....core.spec import OpSpec
 from .. import modules as m3d
-from ..layout import Clip
+from ..layout import Clip, clip_vector_norm
 from ..registry import handles
 from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, node_path
 from ._common import arg, first_clip, module_weights, set_params
 
-__all__ = ["batch_norm_result", "clip_vector_norm"]
+__all__ = ["batch_norm_result"]
 
 
 def batch_norm_result(rw: Rewriter, node: fx.Node, cls: type = m3d.InflatedBatchNorm3d,
@@ -91,20 +90,6 @@ def group_norm_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
 
 
 # ----- vector norms over axes -----
-
-def clip_vector_norm(x: torch.Tensor, ord: float, dim: Optional[Sequence[int]], keepdim: bool,
-                     time_dim: Optional[int], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """``torch.linalg.vector_norm(x, ord, dim, keepdim)`` of a clip whose axis ``time_dim`` is
-    among the reduced ones (None: time is not reduced), divided by T^(1/ord): the ord-power mean
-    over frames of each frame's norm, so a clip of one repeated frame gives the 2D norm (GRN's
-    spatial norm, taken over space-time). ord 0 counts non-zeros (divided by T); ±inf needs no
-    scale."""
-    out = torch.linalg.vector_norm(x, ord, dim=None if dim is None else tuple(dim), keepdim=keepdim, dtype=dtype)
-    if time_dim is None or math.isinf(ord):
-        return out
-    frames = x.shape[time_dim]
-    return out / frames if ord == 0 else out / frames ** (1.0 / ord)
-
 
 def _norm(rw: Rewriter, node: fx.Node, ord: Any, dim: Any, keepdim: Any, dtype: Any) -> HandlerResult:
     x, clip = first_clip(rw, node)
