@@ -93,3 +93,27 @@ def test_unfold_and_fold_run_per_frame() -> None:
     model3d, report = inflate_model(model2d, t=4, strict=True, input_size=(3, 6, 6), return_report=True)
     assert {r.path for r in report.layers if r.how == "per-frame"} >= {"unfold", "fold"}
     assert check_boring_video(model2d, model3d, t=4, image=torch.randn(1, 3, 6, 6)).passed
+
+
+def test_hiera_unroll_reorders_tokens_per_frame() -> None:
+    """Hiera's Unroll moves strided patches through the batch axis to make its mask units and
+    pooling windows reshapes: a token order within each frame, run per frame as declared. The
+    mask-unit and global attention after it then attend across time (the query-pooling ones as
+    whole modules), and the model is exact on a
+    boring clip and sensitive to the frames' order."""
+    from timm.models.hiera import Hiera
+
+    from inflate import check_order_sensitivity
+    from inflate.testing import randomize_weights
+
+    torch.manual_seed(0)
+    model2d = Hiera(img_size=64, embed_dim=16, num_heads=1, stages=(1, 1, 1, 1), num_classes=5).eval()
+    model2d = randomize_weights(model2d, seed=1)  # timm zeroes the head: every clip would give the same logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the query-pooling mask-unit attention is made joint as a whole module
+        model3d, report = inflate_model(model2d, t=4, input_size=(3, 64, 64), return_report=True)
+    assert [r.how for r in report.layers if r.path == "unroll"] == ["per-frame"]
+    assert not [r for r in report.layers if r.how == "frame-wise"]
+    image = torch.randn(1, 3, 64, 64)
+    assert check_boring_video(model2d, model3d, t=4, image=image).passed
+    assert check_order_sensitivity(model3d, torch.randn(1, 3, 4, 64, 64)).relative_change > 0.01

@@ -42,6 +42,7 @@ def register_timm() -> bool:
     register_timm_blocks()
     _register_block_layouts()
     _register_window_layouts()
+    _register_token_orders()
     _register_image_scaling()
     return True
 
@@ -238,6 +239,21 @@ def _register_window_layouts() -> None:
     @handles("axis", *targets)
     def window_reverse(rw: Rewriter, node: fx.Node) -> HandlerResult:
         return rw.frame_wise(node, "windows spread over the batch axis", declared=True)
+
+
+def _register_token_orders() -> None:
+    """Hiera's ``Unroll`` and ``Reroll``: a fixed reordering of each image's tokens (strided
+    patches made contiguous, so that its pooling and mask-unit windows are reshapes), moving
+    them through the batch axis on the way. A permutation within each frame, so per frame is
+    exact; the attention and pooling after it see every frame's tokens in the unrolled order."""
+    try:
+        from timm.models import hiera
+    except ImportError:
+        return
+
+    @handles("axis", hiera.Unroll, hiera.Reroll)
+    def token_order(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        return rw.frame_wise(node, "tokens reordered through the batch axis", declared=True)
 
 
 def _register_image_scaling() -> None:
