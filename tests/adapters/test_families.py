@@ -32,8 +32,6 @@ KNOWN: dict[str, str] = {
     "byoanet": "HaloAttention (hand-written attention over unfolded halo blocks) runs per frame as a module",
     "sequencer": "its nn.LSTM token mixers along rows and columns (LSTM2d) run frame-wise: no joint form",
     "tnt": "the inner attention over each patch's pixel tokens (B·N items) runs frame-wise",
-    # frame-wise and blind to frame order
-    "naflexvit": "NaFlexViT's linear patch embedding of patch sequences has no tubelet form: order effect 0",
     # fx cannot trace it
     "gemma4_vit": "its forward branches on the input's rank (x.ndim): torch.fx cannot trace it",
 }

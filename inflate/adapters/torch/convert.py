@@ -26,7 +26,7 @@ from .handlers.attention import joint_whole_module
 from .handlers.matmul import scores_op
 from .inplace import out_of_place_after_folds
 from .modules import SpaceTimeAttention
-from .registry import module_types
+from .registry import handler_for, module_types
 from .rewriter import BATCH_META, LayerRecord, Rewriter, frame_wise_layout, node_path
 from .tracing import InflateTracer, TensorMeta, record_shapes, trace
 
@@ -107,8 +107,10 @@ def _stem_candidate(model: nn.Module, node: fx.Node) -> StemCandidate:
     reads = _source(model, node.args[0]).name if node.args and isinstance(node.args[0], fx.Node) else ""
     if isinstance(module, nn.Conv2d):
         return StemCandidate(path, "conv", reads)
-    return StemCandidate(path, "holds_conv" if any(isinstance(m, nn.Conv2d) for m in module.modules()) else "other",
-                         reads)
+    # a patch embedding computes a strided conv, whatever layer does it (NaFlexViT's linear layer on patches)
+    embeds = getattr(handler_for("call_module", type(module)), "kind", None) == "patch_embed"
+    holds = embeds or any(isinstance(m, nn.Conv2d) for m in module.modules())
+    return StemCandidate(path, "holds_conv" if holds else "other", reads)
 
 
 def _source(model: nn.Module, node: fx.Node) -> fx.Node:
