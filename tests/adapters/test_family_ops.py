@@ -296,3 +296,28 @@ def test_multi_scale_fusion_adapter_inflates() -> None:
     model3d, report = _assert_inflates(FusionNet(), (3, 32, 32))
     assert any(r.path == "msfa" and r.op3d == "MultiScaleFusion3d" for r in report.layers), report.table()
     assert any(r.path.startswith("msfa.ffn.") and r.kind == "conv" for r in report.layers), report.table()
+
+
+class _RmsNormed(nn.Module):
+    """A conv stem, then RMS norms over the channels of tokens (F.rms_norm and nn.RMSNorm, as
+    DeepSeek's ViT uses them; timm's own RmsNorm) and of NCHW maps (timm's RmsNorm2d)."""
+
+    def __init__(self) -> None:
+        from timm.layers import RmsNorm, RmsNorm2d
+
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.norm2d = RmsNorm2d(8)
+        self.norm = nn.RMSNorm(8)
+        self.timm_norm = RmsNorm(8)
+        self.weight = nn.Parameter(torch.rand(8) + 0.5)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm2d(self.stem(x)).flatten(2).transpose(1, 2)  # (B, N, C)
+        tokens = F.rms_norm(self.timm_norm(self.norm(tokens)) * 2.0, (8,), self.weight, 1e-6)
+        return self.head(tokens.mean(dim=1))
+
+
+def test_rms_norms_inflate_as_layer_norms() -> None:
+    _assert_inflates(_RmsNormed(), (3, 8, 8))  # strict: a norm with no rule would raise

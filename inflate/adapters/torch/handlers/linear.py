@@ -31,13 +31,18 @@ def linear(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return last_axes(rw, node, 1)
 
 
-@handles("layer_norm", F.layer_norm)
+# RMS norms (torch ≥ 2.4) normalise the last axes as layer norms do
+_RMS_FUNCTIONS = tuple(f for f in (getattr(F, "rms_norm", None),) if f is not None)
+_RMS_MODULES = tuple(m for m in (getattr(nn, "RMSNorm", None),) if m is not None)
+
+
+@handles("layer_norm", F.layer_norm, *_RMS_FUNCTIONS)
 def layer_norm_fn(rw: Rewriter, node: fx.Node) -> HandlerResult:
     shape = arg(node, 1, "normalized_shape")
     return last_axes(rw, node, len(shape) if isinstance(shape, (tuple, list)) else 1)
 
 
-@handles("layer_norm", nn.LayerNorm)
+@handles("layer_norm", nn.LayerNorm, *_RMS_MODULES)
 def layer_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
     return last_axes(rw, node, len(rw.submodule(node).normalized_shape))
 

@@ -19,6 +19,7 @@ from ..rewriter import HandlerResult, LayerRecord, ModuleResult, Rewriter, point
 from ..tracing import trace_through
 from .attention import joint_whole_module, space_time_attention, tubelet_embedding
 from .conv import conv_result, inflate_conv_module
+from ._common import arg
 from .linear import last_axes
 from .norm import batch_norm_result
 from .pool import pool_result
@@ -98,6 +99,8 @@ def _register_layers() -> None:
     def layer_norm(rw: Rewriter, node: fx.Node) -> HandlerResult:
         return last_axes(rw, node, len(rw.submodule(node).normalized_shape))
 
+    _register_norm_functions()
+
     activation_types = [value for namespace in (activations, activations_me) for value in vars(namespace).values()
                         if isinstance(value, type) and issubclass(value, nn.Module)
                         and value.__module__ == namespace.__name__]
@@ -109,6 +112,27 @@ def _register_layers() -> None:
         return pointwise_result(rw, node)
 
     pointwise_module.table_label = "timm's activation layers and DropPath"  # type: ignore[attr-defined]
+
+
+def _register_norm_functions() -> None:
+    """timm's norm functions (``timm.layers.fast_norm``, marked untraceable): RMS, simple and
+    layer norms over the last axes run as in 2D once time is out of them; the NCHW RMS norm
+    over the channel axis is a per-position norm, run per frame as declared."""
+    from timm.layers import fast_norm
+
+    last = [getattr(fast_norm, name) for name in ("rms_norm", "fast_rms_norm", "simple_norm", "fast_simple_norm",
+                                                  "fast_layer_norm") if hasattr(fast_norm, name)]
+
+    @handles("layer_norm", *last)
+    def norm_over_last_axes(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        shape = arg(node, 1, "normalized_shape")
+        return last_axes(rw, node, len(shape) if isinstance(shape, (tuple, list)) else 1)
+
+    channels = [getattr(fast_norm, name) for name in ("rms_norm2d", "fast_rms_norm2d") if hasattr(fast_norm, name)]
+
+    @handles("layer_norm", *channels)
+    def norm_over_channels(rw: Rewriter, node: fx.Node) -> HandlerResult:
+        return rw.frame_wise(node, "a norm over the channels of each position", declared=True)
 
 
 def _register_traced_blocks() -> None:
