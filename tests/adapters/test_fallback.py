@@ -290,3 +290,50 @@ def test_every_branch_reading_the_input_is_a_stem() -> None:
     strides = {r.path: r.time_stride for r in report.inflated if r.path.startswith("patch_embed")}
     assert strides == {"patch_embed.0": 2, "patch_embed.1": 2}, strides
     _assert_exact_and_ordered(model2d, model3d)
+
+
+class SizeBranch(nn.Module):
+    """Python control flow on a traced value (Gemma 4's ViT checks its input's rank and size this
+    way): torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 2:
+            raise ValueError("even widths only")
+        return self.conv(x).relu() + x
+
+
+class WithSizeBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.branch = SizeBranch()
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.branch(self.stem(x)).mean(dim=(2, 3)))
+
+
+def test_untraceable_module_runs_per_frame_as_a_whole() -> None:
+    """The module whose control flow fx cannot trace runs per frame whole, reported with fx's reason;
+    the rest inflates (the stem's time kernel keeps the model order-sensitive). strict=True raises."""
+    from inflate.core.errors import InflateError
+
+    model2d = randomize_weights(WithSizeBranch().eval(), seed=1, input_size=(3, 8, 8))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        model3d, report = inflate_model(model2d, t=4, input_size=(3, 8, 8), return_report=True)
+    assert [(r.path, r.how) for r in report.layers if r.how == "frame-wise"] == [("branch", "frame-wise")]
+    assert next(r for r in report.layers if r.path == "stem").time_kernel > 1
+    assert check_boring_video(model2d, model3d, t=4).passed
+    assert check_order_sensitivity(model3d, t=4).passed
+    clip = torch.randn(1, 3, 4, 8, 8)
+    with torch.no_grad():  # the branch is the 2D module applied to each frame of the 3D stem's output
+        frames = model3d.stem(clip).transpose(1, 2).flatten(0, 1)  # (T', 8, H, W)
+        expected = model2d.head(model2d.branch(frames).mean(dim=(0, 2, 3), keepdim=True).flatten(1))
+        assert torch.allclose(model3d(clip), expected, atol=1e-5)
+    with pytest.raises(InflateError, match="could not trace WithSizeBranch in 'branch'"):
+        inflate_model(model2d, t=4, input_size=(3, 8, 8), strict=True)

@@ -32,8 +32,8 @@ KNOWN: dict[str, str] = {
     "byoanet": "HaloAttention (hand-written attention over unfolded halo blocks) runs per frame as a module",
     "sequencer": "its nn.LSTM token mixers along rows and columns (LSTM2d) run frame-wise: no joint form",
     "tnt": "the inner attention over each patch's pixel tokens (B·N items) runs frame-wise",
-    # fx cannot trace it
-    "gemma4_vit": "its forward branches on the input's rank (x.ndim): torch.fx cannot trace it",
+    # fx cannot trace into it
+    "gemma4_vit": "its encoder branches on the input's rank (x.ndim), so fx cannot trace it: kept whole, its linear patch embedding runs per frame and the model is blind to frame order",
 }
 
 

@@ -28,7 +28,7 @@ from .inplace import out_of_place_after_folds
 from .modules import SpaceTimeAttention
 from .registry import handler_for, module_types
 from .rewriter import BATCH_META, LayerRecord, Rewriter, frame_wise_layout, node_path
-from .tracing import InflateTracer, TensorMeta, record_shapes, trace
+from .tracing import InflateTracer, TensorMeta, UntraceableError, record_shapes, trace
 
 __all__ = ["inflate_model", "InflationReport", "InflationSettings", "InflatedModel", "default_input_size"]
 
@@ -429,6 +429,11 @@ def _converted(model: nn.Module, leaf_modules: Iterable[type], size: tuple[int, 
             if owner is None:
                 raise
             whole[owner] = str(error)
+        except UntraceableError as error:  # Python control flow on traced values: that module whole
+            owner = None if strict or not error.path else _enclosing_module(model, error.path, whole)
+            if owner is None:
+                raise
+            whole[owner] = str(error).split(". Pass the module types")[0]
 
 
 def _prefer_joint_modules(model: nn.Module, convert: Callable[[dict[str, str]], tuple],

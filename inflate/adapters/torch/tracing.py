@@ -12,7 +12,7 @@ from torch import fx, nn
 
 from ...core.errors import InflateError
 
-__all__ = ["InflateTracer", "trace", "record_shapes", "TensorMeta", "trace_through", "NotBatchMajor", "check_flag"]
+__all__ = ["InflateTracer", "UntraceableError", "trace", "record_shapes", "TensorMeta", "trace_through", "NotBatchMajor", "check_flag"]
 
 # timm module types it marks untraceable (leaves) that trace correctly in some configurations,
 # with the test that says when: the tracer then records their inner ops, which have rules.
@@ -100,13 +100,25 @@ def trace(model: nn.Module, tracer: InflateTracer) -> fx.Graph:
         _exportable_guards(graph)
         return graph
     except Exception as error:  # fx raises many kinds; the user needs the one next step
-        raise InflateError(
-            f"could not trace {type(model).__name__} with torch.fx: {error}. Pass the module types "
+        # the innermost module being traced when it failed (fx leaves its stack as it was)
+        path = next(reversed(tracer.module_stack.values()), ("", None))[0] if tracer.module_stack else ""
+        where = f" in '{path}'" if path else ""
+        raise UntraceableError(
+            f"could not trace {type(model).__name__}{where} with torch.fx: {error}. Pass the module types "
             "that hold data-dependent Python control flow as leaf_modules=[...] so they are treated "
-            "as opaque (they are then applied frame by frame)"
+            "as opaque (they are then applied frame by frame)", path
         ) from error
     finally:
         model.train(was_training)
+
+
+class UntraceableError(InflateError):
+    """torch.fx could not trace the model; ``path`` is the innermost module it was tracing ("" for
+    the model's own forward), which the non-strict fallback can keep whole and run per frame."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def check_flag(value: Any, expected: bool, message: str) -> None:
