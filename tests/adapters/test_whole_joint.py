@@ -263,6 +263,21 @@ def test_byoanet_attention_sdpa_form(case: str) -> None:
     assert (out[0] - per_frame[0]).abs().amax(dim=(1, 2, 3)).min() > 1e-3 * per_frame[0].abs().max()
 
 
+@pytest.mark.parametrize("family", ["byoanet_halo", "byoanet_bottleneck"])
+def test_byoanet_attention_has_a_rule(small_models: dict, family: str) -> None:
+    """HaloAttn and BottleneckAttn are handled as modules (their reshapes of the batch axis
+    cannot run per frame op by op): strict conversion succeeds, joint across time; under
+    attention="frames" they run per frame as declared, exact on boring clips."""
+    model2d = _small(small_models, family)
+    model3d, report = inflate_model(model2d, t=4, input_size=(3, 32, 32), strict=True, return_report=True)
+    attention = [r for r in report.layers if r.path.endswith(".self_attn")]
+    assert len(attention) == 2 and {(r.op3d, r.how) for r in attention} == {("SpaceTimeAttention(joint)", "inflated")}
+    model3d, report = inflate_model(model2d, t=4, input_size=(3, 32, 32), attention="frames", return_report=True)
+    assert report.frame_wise == ()
+    assert {r.how for r in report.layers if r.path.endswith(".self_attn")} == {"per-frame"}
+    assert check_boring_video(model2d, model3d, t=4).passed
+
+
 @pytest.mark.parametrize("family", ["swin_v2", "gcvit", "byoanet_halo"])
 def test_joint_window_attention_exports_to_onnx(small_models: dict, family: str, tmp_path) -> None:
     """SDPA forms run jointly on folded frames, as onnxruntime runs them (export_onnx compares the two)."""
