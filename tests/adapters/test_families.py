@@ -29,7 +29,6 @@ REPRESENTATIVE = {"resnet", "efficientnet", "convnext", "vision_transformer", "b
 # family → why it does not pass yet (frame-wise ops or an error), from benchmarks/zoo.py.
 KNOWN: dict[str, str] = {
     # exact and order-sensitive, but parts run frame by frame
-    "byoanet": "HaloAttention (hand-written attention over unfolded halo blocks) runs per frame as a module",
     "sequencer": "its nn.LSTM token mixers along rows and columns (LSTM2d) run frame-wise: no joint form",
     "tnt": "the inner attention over each patch's pixel tokens (B·N items) runs frame-wise",
     # fx cannot trace into it

@@ -125,8 +125,20 @@ def test_frames_policy_keeps_the_fallback() -> None:
     assert not any(r.path == "mixer" and r.how == "inflated" for r in report.layers)
 
 
+def _byoanet(self_attn_layer: str, **attn_kwargs) -> nn.Module:
+    """A two-stage byoanet ByobNet (a bottleneck stage, then two self-attention blocks, the first
+    with stride 2) for 32² inputs: HaloNet's or BoTNet's attention on an 8×8 map."""
+    from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
+
+    cfg = ByoModelCfg(blocks=(ByoBlockCfg(type="bottle", d=1, c=16, s=1, gs=0, br=0.25),
+                              ByoBlockCfg(type="self_attn", d=2, c=32, s=2, gs=0, br=0.5)),
+                      stem_chs=8, stem_type="tiered", stem_pool="maxpool", fixed_input_size=True,
+                      self_attn_layer=self_attn_layer, self_attn_kwargs=attn_kwargs)
+    return ByobNet(cfg, num_classes=5, img_size=32)
+
+
 # Small configurations of the timm families with hand-written window attention (SDPA forms):
-# family: (timm class, its arguments, input size)
+# family: (timm class or a function building the model, its arguments, input size)
 SMALL = {
     "swin_v2": ("swin_transformer_v2.SwinTransformerV2", dict(img_size=64, window_size=4, embed_dim=16,
                                                               depths=(2, 2), num_heads=(2, 2)), 64),
@@ -137,6 +149,10 @@ SMALL = {
                                                                      window_size=(4, 4, 4)), 64),
     "gcvit": ("gcvit.GlobalContextVit", dict(img_size=64, embed_dim=16, depths=(1, 1, 1, 1),
                                              num_heads=(2, 2, 2, 2)), 64),
+    # HaloNet: 4×4 query blocks, each attending to its 6×6 halo window (the first block strided)
+    "byoanet_halo": (_byoanet, dict(self_attn_layer="halo", block_size=4, halo_size=1, num_heads=2), 32),
+    # BoTNet: global attention over the map, relative position logits scaled with the scores
+    "byoanet_bottleneck": (_byoanet, dict(self_attn_layer="bottleneck", num_heads=2, scale_pos_embed=True), 32),
 }
 
 
@@ -150,9 +166,13 @@ def _small(cache: dict, family: str) -> nn.Module:
         import importlib
 
         name, kwargs, size = SMALL[family]
-        module, _, cls = name.rpartition(".")
+        if callable(name):
+            build = name
+        else:
+            module, _, cls = name.rpartition(".")
+            build = getattr(importlib.import_module(f"timm.models.{module}"), cls)
         torch.manual_seed(0)
-        model = getattr(importlib.import_module(f"timm.models.{module}"), cls)(**kwargs)
+        model = build(**kwargs)
         cache[family] = randomize_weights(model.eval(), input_size=(3, size, size))
     return cache[family]
 
@@ -199,7 +219,66 @@ def test_window_attention_family_is_joint(small_models: dict, family: str) -> No
     assert (out - per_frame).abs().max() > 1e-3 * out.abs().max()
 
 
-@pytest.mark.parametrize("family", ["swin_v2", "gcvit"])
+# timm's byoanet attention modules alone: (class in timm.layers, its arguments, input shape)
+BYOANET_ATTENTION = {
+    "halo": ("halo_attn.HaloAttn", dict(dim=16, dim_out=32, num_heads=2, block_size=4, halo_size=1), (16, 8, 12)),
+    "halo-strided-scaled": ("halo_attn.HaloAttn", dict(dim=16, dim_out=32, stride=2, num_heads=2, block_size=4,
+                                                       halo_size=1, qkv_bias=True, scale_pos_embed=True), (16, 8, 12)),
+    "halo-avg-down": ("halo_attn.HaloAttn", dict(dim=16, dim_out=32, stride=2, num_heads=4, dim_head=6, block_size=6,
+                                                 halo_size=2, avg_down=True), (16, 12, 6)),
+    "bottleneck": ("bottleneck_attn.BottleneckAttn", dict(dim=16, dim_out=32, feat_size=(6, 8), num_heads=2),
+                   (16, 6, 8)),
+    "bottleneck-strided-scaled": ("bottleneck_attn.BottleneckAttn", dict(dim=16, dim_out=32, feat_size=(6, 8),
+                                                                         stride=2, num_heads=2, qkv_bias=True,
+                                                                         scale_pos_embed=True), (16, 6, 8)),
+}
+
+
+@pytest.mark.parametrize("case", list(BYOANET_ATTENTION))
+def test_byoanet_attention_sdpa_form(case: str) -> None:
+    """timm's hand-written halo / bottleneck attention and its SDPA form: the same output on
+    images; under JointAttention, on 2 clips of 3 frames, each query also attends to the other
+    frames of its clip (the 2D output again on a boring clip, another once the frames differ)."""
+    import importlib
+
+    from inflate.adapters.torch import space_time
+    from inflate.adapters.torch.timm_sdpa import use_sdpa_forms
+
+    name, kwargs, shape = BYOANET_ATTENTION[case]
+    module, _, cls = name.rpartition(".")
+    torch.manual_seed(0)
+    original = getattr(importlib.import_module(f"timm.layers.{module}"), cls)(**kwargs).eval()
+    routed = copy.deepcopy(original)
+    assert use_sdpa_forms(routed) == 1 and type(routed) is not type(original)
+    images = torch.randn(4, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(routed(images), original(images), rtol=1e-5, atol=1e-6)
+        clips = torch.randn(2, 3, *shape)
+        clips[1] = clips[1, :1]  # the second clip boring
+        with space_time.JointAttention(2, 3, case) as joint:
+            out = routed(clips.flatten(0, 1)).unflatten(0, (2, 3))
+        per_frame = original(clips.flatten(0, 1)).unflatten(0, (2, 3))
+    assert joint.calls == 1
+    torch.testing.assert_close(out[1], per_frame[1], rtol=1e-5, atol=1e-6)
+    assert (out[0] - per_frame[0]).abs().amax(dim=(1, 2, 3)).min() > 1e-3 * per_frame[0].abs().max()
+
+
+@pytest.mark.parametrize("family", ["byoanet_halo", "byoanet_bottleneck"])
+def test_byoanet_attention_has_a_rule(small_models: dict, family: str) -> None:
+    """HaloAttn and BottleneckAttn are handled as modules (their reshapes of the batch axis
+    cannot run per frame op by op): strict conversion succeeds, joint across time; under
+    attention="frames" they run per frame as declared, exact on boring clips."""
+    model2d = _small(small_models, family)
+    model3d, report = inflate_model(model2d, t=4, input_size=(3, 32, 32), strict=True, return_report=True)
+    attention = [r for r in report.layers if r.path.endswith(".self_attn")]
+    assert len(attention) == 2 and {(r.op3d, r.how) for r in attention} == {("SpaceTimeAttention(joint)", "inflated")}
+    model3d, report = inflate_model(model2d, t=4, input_size=(3, 32, 32), attention="frames", return_report=True)
+    assert report.frame_wise == ()
+    assert {r.how for r in report.layers if r.path.endswith(".self_attn")} == {"per-frame"}
+    assert check_boring_video(model2d, model3d, t=4).passed
+
+
+@pytest.mark.parametrize("family", ["swin_v2", "gcvit", "byoanet_halo"])
 def test_joint_window_attention_exports_to_onnx(small_models: dict, family: str, tmp_path) -> None:
     """SDPA forms run jointly on folded frames, as onnxruntime runs them (export_onnx compares the two)."""
     from inflate.export import export_onnx

@@ -10,6 +10,11 @@ the same window in every time slot, its bias tiled over the temporal offsets: on
 clip every spatial key appears once per time slot with the same score, so the softmax gives
 it the 2D weight and the output is the 2D output.
 
+The same holds for the self-attention of timm's CNN stages (byoanet: HaloNet's halo blocks,
+BoTNet's global attention): their relative position logits depend on the query, so the mask
+is (B·heads, …, L, S) and ``JointAttention`` tiles each query's own logits over the key time
+slots. A halo block then attends to its halo window in every frame.
+
 Importing this module imports timm; :mod:`.handlers.attention` imports it only when timm is
 installed. Instances pickle by class name, as any timm module does.
 """
@@ -21,11 +26,12 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from timm.layers import bottleneck_attn, halo_attn
 from timm.models import efficientvit_msra, gcvit, swin_transformer_v2, swin_transformer_v2_cr
 from torch import nn
 
 __all__ = ["SDPA_FORMS", "use_sdpa_forms", "SwinV2WindowAttention", "SwinV2CrWindowAttention",
-           "EfficientVitCascadedGroupAttention", "GcVitWindowAttentionGlobal"]
+           "EfficientVitCascadedGroupAttention", "GcVitWindowAttentionGlobal", "HaloAttnSdpa", "BottleneckAttnSdpa"]
 
 _MAX_LOGIT_SCALE = math.log(1.0 / 0.01)  # Swin V2's clamp on the learned cosine temperature
 
@@ -130,12 +136,64 @@ class GcVitWindowAttentionGlobal(gcvit.WindowAttentionGlobal):
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(windows_batch, tokens, channels)))
 
 
+def _position_mask(pos_logits: torch.Tensor, scale: float, scale_pos_embed: bool) -> torch.Tensor:
+    """The additive mask of an SDPA with ``scale``: timm's byoanet attentions score
+    (q·k + pos)·scale with ``scale_pos_embed``, else q·k·scale + pos."""
+    return pos_logits * scale if scale_pos_embed else pos_logits
+
+
+class HaloAttnSdpa(halo_attn.HaloAttn):
+    """timm's halo attention (``timm.layers.halo_attn.HaloAttn``: HaloNet) through SDPA: each
+    block_size² query block attends to its (block_size + 2·halo)² window of the zero-padded
+    key/value map, the query-dependent relative position logits the additive mask.
+    (B, C, H, W) → (B, dim_out, H/stride, W/stride); H and W multiples of ``block_size``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        torch._assert(height % self.block_size == 0 and width % self.block_size == 0,
+                      "HaloAttn: height and width must be multiples of block_size")
+        h_blocks, w_blocks = height // self.block_size, width // self.block_size
+        blocks, ds = h_blocks * w_blocks, self.block_size_ds
+        # (B·heads, blocks, block_size_ds², d): the items of the batch stay outermost
+        q = self.q(x).reshape(-1, self.dim_head_qk, h_blocks, ds, w_blocks, ds).permute(0, 1, 3, 5, 2, 4)
+        q = q.reshape(batch * self.num_heads, self.dim_head_qk, -1, blocks).transpose(1, 3)
+        # the overlapping windows by F.unfold (timm's own alternative; its Tensor.unfold does not
+        # export to ONNX with dynamic frame sizes): (B, C·win², blocks), channels outermost
+        kv = F.unfold(self.kv(x), kernel_size=self.win_size, stride=self.block_size, padding=self.halo_size)
+        kv = kv.reshape(batch * self.num_heads, self.dim_head_qk + self.dim_head_v, -1, blocks).permute(0, 3, 2, 1)
+        k, v = torch.split(kv, [self.dim_head_qk, self.dim_head_v], dim=-1)  # (B·heads, blocks, win², d)
+        mask = _position_mask(self.pos_embed(q), self.scale, self.scale_pos_embed)  # (B·heads, blocks, bs², win²)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale).transpose(1, 3)
+        out = out.reshape(-1, ds, ds, h_blocks, w_blocks).permute(0, 3, 1, 4, 2).reshape(
+            batch, self.dim_out_v, height // self.block_stride, width // self.block_stride)
+        return self.pool(out)
+
+
+class BottleneckAttnSdpa(bottleneck_attn.BottleneckAttn):
+    """timm's bottleneck attention (``timm.layers.bottleneck_attn.BottleneckAttn``: BoTNet) through SDPA: global
+    attention over the H·W positions, the query-dependent relative position logits the additive
+    mask. (B, C, H, W) → (B, dim_out, H/stride, W/stride); H, W the ``feat_size`` it was built for."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        torch._assert(height == self.pos_embed.height and width == self.pos_embed.width,
+                      "BottleneckAttn: the input must have the feat_size it was built for")
+        q, k, v = torch.split(self.qkv(x), [self.dim_out_qk, self.dim_out_qk, self.dim_out_v], dim=1)
+        # (B·heads, H·W, d): the items of the batch stay outermost
+        q, k, v = (t.reshape(batch * self.num_heads, -1, height * width).transpose(-1, -2) for t in (q, k, v))
+        mask = _position_mask(self.pos_embed(q), self.scale, self.scale_pos_embed)  # (B·heads, HW, HW)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        return self.pool(out.transpose(-1, -2).reshape(batch, self.dim_out_v, height, width))
+
+
 #: timm type → its SDPA form (a subclass overriding ``forward`` only).
 SDPA_FORMS: dict[type, type] = {
     swin_transformer_v2.WindowAttention: SwinV2WindowAttention,
     swin_transformer_v2_cr.WindowMultiHeadAttention: SwinV2CrWindowAttention,
     efficientvit_msra.CascadedGroupAttention: EfficientVitCascadedGroupAttention,
     gcvit.WindowAttentionGlobal: GcVitWindowAttentionGlobal,
+    halo_attn.HaloAttn: HaloAttnSdpa,
+    bottleneck_attn.BottleneckAttn: BottleneckAttnSdpa,
 }
 
 

@@ -191,6 +191,8 @@ def _register_transformers() -> None:
 def _register_attention() -> None:
     """timm's attention modules and windowed attention blocks → SpaceTimeAttention."""
     from timm.layers import Attention
+    from timm.layers.bottleneck_attn import BottleneckAttn
+    from timm.layers.halo_attn import HaloAttn
     from timm.models import (beit, convit, eva, gcvit, levit, maxxvit, mvitv2, nextvit, swin_transformer,
                              swin_transformer_v2, swin_transformer_v2_cr, twins)
 
@@ -221,11 +223,13 @@ def _register_attention() -> None:
         return space_time_attention(rw, node, rw.submodule(node), block=True)
 
     @handles("attention", swin_transformer_v2.SwinTransformerV2Block, swin_transformer_v2_cr.SwinTransformerV2CrBlock,
-             gcvit.GlobalContextVitBlock)
+             gcvit.GlobalContextVitBlock, HaloAttn, BottleneckAttn)
     def block_with_sdpa_form(rw: Rewriter, node: fx.Node) -> HandlerResult:
-        """Blocks whose window attention is computed by hand and has an SDPA form (timm_sdpa):
-        kept whole, so that no part of them runs frame by frame where the windows cover the
-        whole map and the block would trace; joint across time where verified, else per frame."""
+        """Blocks whose window attention is computed by hand and has an SDPA form (timm_sdpa),
+        and byoanet's self-attention (HaloNet's halo blocks, BoTNet's attention; their
+        (B·heads, …) reshapes cannot be split into frames op by op): kept whole, so that no part
+        of them runs frame by frame where the windows cover the whole map and the block would
+        trace; joint across time where verified, else per frame."""
         joint = joint_whole_module(rw, node)
         if joint is not None:
             return joint
