@@ -271,6 +271,8 @@ POINTWISE_OPS: tuple[PointwiseOp, ...] = (
     _binary("Min", "torch.minimum", "Tensor.minimum"),
     _binary("Where", "torch.where", "Tensor.where", "Tensor.masked_fill"),
     _binary("PRelu", "F.prelu", "nn.PReLU"),
+    # a broadcast to the other operand's shape (ECA's channel gate: ``x * y.expand_as(x)``)
+    _binary("", "Tensor.expand_as"),
     # input + value · t1 · t2 (or / t2): GRN's affine (timm's GlobalResponseNorm), Adam-style updates
     _binary("", "torch.addcmul", "Tensor.addcmul"),
     _binary("", "torch.addcdiv", "Tensor.addcdiv"),

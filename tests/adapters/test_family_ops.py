@@ -321,3 +321,23 @@ class _RmsNormed(nn.Module):
 
 def test_rms_norms_inflate_as_layer_norms() -> None:
     _assert_inflates(_RmsNormed(), (3, 8, 8))  # strict: a norm with no rule would raise
+
+
+class _ChannelGates(nn.Module):
+    """timm's ECA and circular ECA channel gates (``x * gate.expand_as(x)``, ECA-ResNets,
+    eca_halonext) after a conv stem."""
+
+    def __init__(self) -> None:
+        from timm.layers import CecaModule, EcaModule
+
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.eca, self.ceca = EcaModule(16, kernel_size=3), CecaModule(16, kernel_size=3)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.ceca(self.eca(self.stem(x).relu())).mean(dim=(2, 3)))
+
+
+def test_eca_channel_gates_inflate() -> None:
+    _assert_inflates(_ChannelGates(), (3, 8, 8))  # strict: expand_as with no rule would raise
