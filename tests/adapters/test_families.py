@@ -32,7 +32,6 @@ KNOWN: dict[str, str] = {
     "byoanet": "HaloAttention (hand-written attention over unfolded halo blocks) runs per frame as a module",
     "hiera": "a reshape in Hiera's unroll that mixes the axes around time runs frame-wise",
     "sequencer": "its nn.LSTM token mixers along rows and columns (LSTM2d) run frame-wise: no joint form",
-    "tnt": "the inner attention over each patch's pixel tokens (B·N items) runs frame-wise",
     # frame-wise and blind to frame order
     "naflexvit": "NaFlexViT's linear patch embedding of patch sequences has no tubelet form: order effect 0",
     # fx cannot trace it

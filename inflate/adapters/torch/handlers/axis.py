@@ -1,7 +1,8 @@
 """Ops that name tensor axes (rule ``axis``): attribute and size reads, indexing, cat/stack,
 split/chunk/unbind, reductions, flatten/reshape/view, permute/transpose, (un)squeeze, softmax.
 Their axis arguments are renumbered around the time axis, which travels with the 2D axis it
-precedes (:mod:`..layout`); a reshape that mixes time with other axes runs frame by frame."""
+precedes (:mod:`..layout`); a reshape that mixes time with other axes runs frame by frame, one
+that regroups the batch axis puts time in its conventional place (beside the tokens)."""
 
 from __future__ import annotations
 
@@ -321,7 +322,11 @@ def _regrouped_time_axis(rw: Rewriter, node: fx.Node, rank: int) -> int | None:
     a token axis, so the split point says nothing about which axis holds positions: time takes
     its place in the conventional layout of a rank-3 or rank-4 output
     (:data:`_CONVENTIONAL_TIME_AXIS`): beside the tokens, where attention over them then spans
-    every time slot. None for other reshapes and ranks (the split point stands)."""
+    every time slot. None for other reshapes and ranks (the split point stands).
+
+    Limits: shapes alone cannot tell channels-first from channels-last, so a (B', H, W, C)
+    output gets time before W, still a spatial axis; it applies only where the reshape has a
+    split point (one that mixes the axes around time still runs frame by frame)."""
     if rank not in _CONVENTIONAL_TIME_AXIS:
         return None
     source = node.args[0]
