@@ -30,7 +30,6 @@ REPRESENTATIVE = {"resnet", "efficientnet", "convnext", "vision_transformer", "b
 KNOWN: dict[str, str] = {
     # exact and order-sensitive, but parts run frame by frame
     "sequencer": "its nn.LSTM token mixers along rows and columns (LSTM2d) run frame-wise: no joint form",
-    "tnt": "the inner attention over each patch's pixel tokens (B·N items) runs frame-wise",
     # fx cannot trace into it
     "gemma4_vit": "its encoder branches on the input's rank (x.ndim), so fx cannot trace it: kept whole, its linear patch embedding runs per frame and the model is blind to frame order",
 }

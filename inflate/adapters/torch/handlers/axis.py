@@ -1,7 +1,8 @@
 """Ops that name tensor axes (rule ``axis``): attribute and size reads, indexing, cat/stack,
 split/chunk/unbind, reductions, flatten/reshape/view, permute/transpose, (un)squeeze, softmax.
 Their axis arguments are renumbered around the time axis, which travels with the 2D axis it
-precedes (:mod:`..layout`); a reshape that mixes time with other axes runs frame by frame."""
+precedes (:mod:`..layout`); a reshape that mixes time with other axes runs frame by frame, one
+that regroups the batch axis puts time in its conventional place (beside the tokens)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ....core.geometry import reduce_axes
 from .. import layout
 from ..layout import Clip, dim_to_3d, normalize_dim
 from ..registry import handles
-from ..rewriter import HandlerResult, Rewriter, pointwise_result
+from ..rewriter import BATCH_META, HandlerResult, Rewriter, batch_group, pointwise_result
 from ._common import arg, first_clip
 
 __all__ = ["flatten_clip"]
@@ -298,8 +299,41 @@ def _reshape(rw: Rewriter, node: fx.Node, method: str) -> HandlerResult:
         if k is not None:
             moved, moved_clip = rw.move_time(x, clip, td)
             target = rw.call_function(layout.insert_time, shape, k, rw.frames(moved, moved_clip))
-            return rw.call_method(method, moved, target), Clip(k, len(after))
+            out = rw.call_method(method, moved, target)
+            place = _regrouped_time_axis(rw, node, len(after))
+            if place is not None and place != k:
+                out = rw.call_method("movedim", out, k, place)
+                k = place
+            return out, Clip(k, len(after))
     return rw.frame_wise(node, f"a reshape from {before} to {after} mixes the axes around time")
+
+
+#: where time sits in a tensor of this rank in the conventional layout: before the tokens of
+#: (B, N, C), before the height of (B, C, H, W) (as a patch embedding or a convolution leaves it)
+_CONVENTIONAL_TIME_AXIS = {3: 1, 4: 2}
+
+
+def _regrouped_time_axis(rw: Rewriter, node: fx.Node, rank: int) -> int | None:
+    """Where time goes in the output of a reshape that regroups the batch axis: its leading axis
+    holds a different number of items per sample before and after (batch-major, as recorded
+    on the sample batches: TNT's patches moved into the batch as (B·N, C, p, p) pixel grids and
+    back out as (B, N, C·p²) patch tokens, HaloNet's blocks, heads merged into the batch).
+    The axis time travelled with has then become part of the batch, or a batch axis has become
+    a token axis, so the split point says nothing about which axis holds positions: time takes
+    its place in the conventional layout of a rank-3 or rank-4 output
+    (:data:`_CONVENTIONAL_TIME_AXIS`): beside the tokens, where attention over them then spans
+    every time slot. None for other reshapes and ranks (the split point stands).
+
+    Limits: shapes alone cannot tell channels-first from channels-last, so a (B', H, W, C)
+    output gets time before W, still a spatial axis; it applies only where the reshape has a
+    split point (one that mixes the axes around time still runs frame by frame)."""
+    if rank not in _CONVENTIONAL_TIME_AXIS:
+        return None
+    source = node.args[0]
+    groups = [batch_group(rw, rw.meta(n), n.meta.get(BATCH_META)) for n in (source, node)]
+    if None in groups or groups[0] == groups[1]:
+        return None
+    return _CONVENTIONAL_TIME_AXIS[rank]
 
 
 @handles("axis", "view", "reshape")
