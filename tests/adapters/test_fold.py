@@ -398,3 +398,38 @@ def test_inplace_activation_kept_where_its_input_is_read_again() -> None:
     clip = image.unsqueeze(2).expand(-1, -1, 4, -1, -1).contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         torch.testing.assert_close(model3d(clip), model2d(image.clone()), rtol=1e-4, atol=1e-5)
+
+
+def test_residual_sum_writes_into_its_dead_operand_only_without_autograd() -> None:
+    from inflate.adapters.torch.inplace import add_into_dead
+
+    dead, other = torch.randn(2, 3, 4), torch.randn(3, 1)
+    expected = dead + other
+    with torch.no_grad():
+        out = add_into_dead(dead, other)
+        assert out is dead and torch.equal(out, expected)  # written in place
+        grows = torch.randn(1, 3, 1)
+        assert add_into_dead(grows, other.expand(2, 3, 4)) is not grows  # the sum is larger than the operand
+        ints = torch.ones(2, dtype=torch.int64)
+        assert add_into_dead(ints, torch.ones(2)).dtype == torch.float32  # promotion: a new tensor
+    dead = torch.randn(2, 3, 4)
+    assert add_into_dead(dead, other) is not dead  # autograd on: out of place
+
+
+def test_residual_sums_of_resnet_blocks_run_in_place_at_inference() -> None:
+    """ResNet's ``x += shortcut`` (traced by fx as ``x + shortcut``) writes into the block's last
+    batch norm output under no_grad, with the same logits as the out-of-place sums that autograd
+    sees; training still backpropagates."""
+    torch.manual_seed(0)
+    model2d = randomize_weights(timm.create_model("resnet10t", num_classes=10).eval(), input_size=(3, 64, 64))
+    model3d = inflate_model(model2d, t=4, overrides={"*": {"kernel": 1, "stride": 1}}, input_size=(3, 64, 64)).eval()
+    assert "add_into_dead" in type(model3d)._inflated_code
+    clip = torch.randn(2, 3, 4, 64, 64)
+    with torch.no_grad():
+        in_place = model3d(clip)
+    out_of_place = model3d(clip)  # autograd records: every sum out of place
+    torch.testing.assert_close(in_place, out_of_place.detach(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # and the 2D model on each frame: time-1 layers do the 2D work
+        frames = model2d(clip.transpose(1, 2).flatten(0, 1)).unflatten(0, (2, 4)).mean(dim=1)
+    torch.testing.assert_close(in_place, frames, rtol=1e-4, atol=1e-5)
+    out_of_place.square().mean().backward()

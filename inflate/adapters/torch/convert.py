@@ -24,7 +24,7 @@ from .layout import Clip
 from .handlers import dynamic_image_size
 from .handlers.attention import joint_whole_module
 from .handlers.matmul import scores_op
-from .inplace import out_of_place_after_folds
+from .inplace import out_of_place_after_folds, sums_into_dead_operands
 from .modules import SpaceTimeAttention
 from .registry import handler_for, module_types
 from .rewriter import BATCH_META, LayerRecord, Rewriter, frame_wise_layout, node_path
@@ -310,6 +310,7 @@ def _assemble(model: nn.Module, rw: Rewriter, inplace: bool, device: torch.devic
         module.train(model.training)
         set_submodule(model3d, path, module.to(device))
     out_of_place_after_folds(rw.graph, model3d)
+    sums_into_dead_operands(rw.graph, model3d)
     model3d.__class__ = inflated_class(type(model), rw.graph)
     model3d._inflated_sources = sources
     return model3d

@@ -1,4 +1,5 @@
-"""In-place activations after folded layers, made out-of-place where that cannot change a value.
+"""In-place activations after folded layers, made out-of-place where that cannot change a value;
+residual sums written into their dead first operand when no gradient is recorded.
 
 A time-1 layer runs on frames folded into the batch and hands back a (B, C, T, H, W) *view* of its
 (B·T, C, H, W) result (:mod:`.modules`). An in-place op on a view makes autograd record the write
@@ -11,15 +12,25 @@ model (a convolution, a batch norm, a pool) and nothing else reads it, the in-pl
 out-of-place form compute the same values: nothing can observe the difference. There the pass
 turns the write out-of-place (``inplace=False`` on the module or the call). Memory stays the same:
 the input is freed as soon as the activation has run, as the written tensor would have been.
+
+The other way round, torch.fx records a residual ``x += shortcut`` (ResNet's blocks) as ``x +
+shortcut``: a fresh tensor per block where the 2D model wrote into ``x``. Where ``x`` is a
+layer's fresh output that nothing else reads, :func:`add_into_dead` writes the sum into it when
+no gradient is being recorded (inference), and adds out of place otherwise (autograd would
+record an in-place write on a folded layer's view, as above).
 """
 
 from __future__ import annotations
 
+import operator
+from typing import Any
+
+import torch
 from torch import fx, nn
 
 from .modules import InflatedAvgPool3d, InflatedBatchNorm3d, InflatedConv3d, InflatedMaxPool3d
 
-__all__ = ["out_of_place_after_folds"]
+__all__ = ["out_of_place_after_folds", "add_into_dead", "sums_into_dead_operands"]
 
 # Layers whose output is a new tensor in the 2D model (and, folded, a view of a new tensor).
 FRESH_OUTPUT = (InflatedConv3d, InflatedBatchNorm3d, InflatedMaxPool3d, InflatedAvgPool3d)
@@ -74,3 +85,33 @@ def out_of_place_after_folds(graph: fx.Graph, root: nn.Module) -> list[str]:
             root.get_submodule(path).inplace = False
             switched.append(path)
     return switched
+
+
+def add_into_dead(dead: torch.Tensor, other: Any) -> torch.Tensor:
+    """``dead + other``, written into ``dead`` (a tensor nothing reads afterwards) when no gradient
+    is recorded and the sum has ``dead``'s shape and dtype; a new tensor otherwise (training,
+    tracing for export, broadcasting that grows ``dead``)."""
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return dead + other
+    if isinstance(other, torch.Tensor):
+        if torch.broadcast_shapes(dead.shape, other.shape) != dead.shape:
+            return dead + other
+    elif not isinstance(other, (int, float)):
+        return dead + other
+    if torch.result_type(dead, other) != dead.dtype:
+        return dead + other
+    return dead.add_(other)
+
+
+def sums_into_dead_operands(graph: fx.Graph, root: nn.Module) -> list[str]:
+    """Point the two-operand additions of ``graph`` whose first operand is a layer's fresh output
+    read by the addition alone (through identity or dropout modules) at :func:`add_into_dead`.
+    Returns the nodes changed."""
+    changed = []
+    for node in graph.nodes:
+        if node.op == "call_function" and node.target in (operator.add, torch.add) and len(node.args) == 2 \
+                and not node.kwargs and isinstance(node.args[0], fx.Node) \
+                and _fresh_single_use(root, node.args[0], node):
+            node.target = add_into_dead
+            changed.append(node.name)
+    return changed
