@@ -93,12 +93,11 @@ def add_into_dead(dead: torch.Tensor, other: Any) -> torch.Tensor:
     tracing for export, broadcasting that grows ``dead``)."""
     if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
         return dead + other
-    if isinstance(other, torch.Tensor):
-        if torch.broadcast_shapes(dead.shape, other.shape) != dead.shape:
+    if isinstance(other, torch.Tensor):  # the common case, equal shapes and dtypes, checked first: it is cheap
+        if other.dtype != dead.dtype or (other.shape != dead.shape and
+                                         torch.broadcast_shapes(dead.shape, other.shape) != dead.shape):
             return dead + other
-    elif not isinstance(other, (int, float)):
-        return dead + other
-    if torch.result_type(dead, other) != dead.dtype:
+    elif not isinstance(other, (int, float)) or torch.result_type(dead, other) != dead.dtype:
         return dead + other
     return dead.add_(other)
 
