@@ -331,6 +331,19 @@ def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[
     torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)  # sums over B·T·H·W
 
 
+def test_depthwise_time_taps_on_the_cpu_only_while_training(calls: dict[str, int]) -> None:
+    """On the CPU oneDNN's 3D depthwise convolution is the faster forward, the taps the faster
+    training step (measured in depthwise_taps_enabled): inference runs conv3d, the same values."""
+    conv = InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))
+    x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        inference = conv(x)
+    assert calls["conv2d"] == 0
+    training = conv(x)
+    assert calls["conv2d"] == 3
+    torch.testing.assert_close(inference, training.detach(), rtol=1e-5, atol=1e-5)
+
+
 def test_depthwise_time_taps_only_for_depthwise_time_stride_one(calls: dict[str, int]) -> None:
     x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
     InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=3, time_pads=(1, 1))(x)  # grouped, not depthwise
