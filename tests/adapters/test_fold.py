@@ -331,25 +331,88 @@ def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[
     torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)  # sums over B·T·H·W
 
 
-def test_depthwise_time_taps_on_the_cpu_only_while_training(calls: dict[str, int]) -> None:
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of the InflatedConv3d method ``name``."""
+    seen: list[int] = []
+    original = getattr(InflatedConv3d, name)
+
+    def spy(self, *args, **kwargs):
+        seen.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(InflatedConv3d, name, spy)
+    return seen
+
+
+def test_depthwise_time_taps_on_the_cpu_only_while_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the CPU oneDNN's 3D depthwise convolution is the faster forward, the taps the faster
-    training step (measured in depthwise_taps_enabled): inference runs conv3d, the same values."""
+    training step (measured in depthwise_taps_enabled): inference does not take the taps, the same values."""
+    taps = _spy(monkeypatch, "_forward_taps")
     conv = InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))
     x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
     with torch.no_grad():
         inference = conv(x)
-    assert calls["conv2d"] == 0
+    assert not taps
     training = conv(x)
-    assert calls["conv2d"] == 3
+    assert len(taps) == 1
     torch.testing.assert_close(inference, training.detach(), rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_time_taps_only_for_depthwise_time_stride_one(calls: dict[str, int]) -> None:
+def test_depthwise_time_taps_only_for_depthwise_time_stride_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    taps = _spy(monkeypatch, "_forward_taps")
     x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
     InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=3, time_pads=(1, 1))(x)  # grouped, not depthwise
     InflatedConv3d(6, 6, (3, 3, 3), stride=(2, 1, 1), padding=(1, 1), groups=6, time_pads=(1, 1))(x)
     InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))(x.contiguous())  # not frame-major
-    assert calls["conv2d"] == 0
+    assert not taps
+
+
+# ----- convolutions with a time kernel: each window's frames stacked on the channels, one conv2d -----
+
+STACKED_CASES = [  # (time kernel, frames, time pads, pad mode, time stride, spatial stride, "same", groups)
+    (3, 5, (1, 1), "replicate", 1, 1, False, 1), (3, 5, (1, 1), "zeros", 1, 2, False, 1),
+    (7, 8, (3, 3), "replicate", 2, 2, False, 1), (2, 4, (0, 1), "zeros", 2, 1, True, 2),
+    (3, 1, (2, 0), "replicate", 1, 1, False, 1), (5, 3, (2, 2), "zeros", 1, 1, False, 3),
+    (3, 6, "same", "replicate", 2, 1, True, 1), (3, 4, (1, 1), "replicate", 1, 1, False, 6),
+]
+
+
+@pytest.mark.parametrize("case", STACKED_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+def test_time_kernel_as_one_conv2d_over_stacked_frames(case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values and gradients as conv3d's (frame_folding(False)), forward under no_grad and training;
+    grouped convolutions are not stacked."""
+    kernel_t, frames, time_pads, mode, stride_t, stride_s, same, groups = case
+    stacked = _spy(monkeypatch, "_forward_stacked")
+    torch.manual_seed(0)
+    conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), stride=(stride_t, stride_s, stride_s),
+                          padding="same" if same else (1, 1), groups=groups, time_pads=time_pads,
+                          time_pad_mode=mode).train()
+    x = torch.randn(2, 6, frames, 15, 15)
+    with torch.no_grad():
+        inference = conv(x)
+    x_stacked, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y = conv(x_stacked)
+    assert len(stacked) == (2 if groups == 1 else 0)  # grouped convolutions keep conv3d
+    grad_out = torch.randn_like(y)
+    (y * grad_out).sum().backward()
+    weight_grad, conv.weight.grad = conv.weight.grad, None
+    with frame_folding(False):
+        reference = conv(x_3d)
+    (reference * grad_out).sum().backward()
+    torch.testing.assert_close(inference, reference.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_stacked.grad, x_3d.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_stacked_frames_while_training_only_for_frames_of_7x7_or_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    stacked = _spy(monkeypatch, "_forward_stacked")
+    conv = InflatedConv3d(4, 4, (3, 3, 3), padding=(1, 1), time_pads=(1, 1))
+    conv(torch.randn(1, 4, 4, 4, 4))  # 4×4 frames, training: conv3d (the stacked backward is slower there)
+    assert not stacked
+    with torch.no_grad():
+        conv(torch.randn(1, 4, 4, 4, 4))
+    assert len(stacked) == 1
 
 
 # ----- in-place activations after folded layers -----
