@@ -3,6 +3,7 @@ time for each variant of benchmarks/speed.py, and the ops whose time differs mos
 
     python benchmarks/profile_step.py --device cuda --models resnet50 --variants 2d kt1 --modes train
     python benchmarks/profile_step.py --depthwise          # depthwise k_t×7×7 convolution: conv3d vs 2D forms
+    python benchmarks/profile_step.py --dense              # dense k_t×3×3 convolution: conv3d vs stacked frames
 
 Figures for the issue come from benchmarks/speed.py; this script is for finding what to fix.
 """
@@ -120,7 +121,46 @@ def depthwise(args: argparse.Namespace) -> None:
         if cuda:
             conv, conv2d = conv.to(memory_format=torch.channels_last_3d), conv2d.to(memory_format=torch.channels_last)
         line = f"  C {channels:4d} @ {size:3d}²:"
-        variants = (("conv3d", conv, x, False), ("taps", conv, x, True), ("2d 1×7×7", conv2d, x2d, True))
+        # the taps called directly: the default picks them per device and autograd mode (depthwise_taps_enabled)
+        variants = (("conv3d", conv, x, False), ("taps", conv._forward_taps, x, True),
+                    ("2d 1×7×7", conv2d, x2d, True))
+        for label, module, inputs, folding in variants:
+            def forward(module=module, inputs=inputs, folding=folding):
+                with frame_folding(folding), torch.no_grad(), torch.autocast(device.type, dtype, enabled=cuda):
+                    module(inputs)
+
+            def train(module=module, inputs=inputs, folding=folding):
+                with frame_folding(folding), torch.autocast(device.type, dtype, enabled=cuda):
+                    module(inputs).float().sum().backward()
+
+            line += f"  {label} {_time(forward, args.rounds, cuda):7.3f} / {_time(train, args.rounds, cuda):7.3f}"
+        print(line, flush=True)
+
+
+def dense(args: argparse.Namespace) -> None:
+    """A dense k_t×3×3 convolution C → C as inflated (InflatedConv3d, replicate time padding) run two
+    ways: oneDNN's/cuDNN's conv3d (``frame_folding(False)``), and one 2D convolution over each
+    window's k_t frames stacked on the channels (``_forward_stacked``, called directly: the default
+    picks it per device, autograd mode and frame size, ``time_stacking_enabled``); and the 2D
+    model's 3×3 convolution on the frames before the stem halved them, for scale. Forward and
+    forward+backward, median ms."""
+    from inflate.adapters.torch.modules import InflatedConv3d, frame_folding
+
+    cuda = args.device == "cuda"
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    batch, kt, slots = (16 if cuda else 1), args.kt, 4
+    shapes = [(64, 56), (128, 28), (256, 14), (512, 7)] if cuda else [(64, 28), (128, 14), (256, 7), (512, 4)]
+    print(f"\ndense {kt}×3×3, batch {batch}, {slots} time slots (2D: {2 * slots} frames), {dtype}: "
+          "median ms (forward / train)")
+    for channels, size in shapes:
+        conv = InflatedConv3d(channels, channels, (kt, 3, 3), padding=(1, 1), time_pads=(kt // 2, kt // 2)).to(device)
+        conv2d = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device)
+        x = torch.randn(batch, channels, slots, size, size, device=device, requires_grad=True)
+        x2d = torch.randn(batch * 2 * slots, channels, size, size, device=device, requires_grad=True)
+        line = f"  C {channels:4d} @ {size:3d}²:"
+        variants = (("conv3d", conv, x, False), ("stacked", conv._forward_stacked, x, True),
+                    ("2d 3×3", conv2d, x2d, True))
         for label, module, inputs, folding in variants:
             def forward(module=module, inputs=inputs, folding=folding):
                 with frame_folding(folding), torch.no_grad(), torch.autocast(device.type, dtype, enabled=cuda):
@@ -143,6 +183,7 @@ def main() -> None:
     parser.add_argument("--i3d-frames", type=int, default=16)
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--depthwise", action="store_true", help="only the depthwise convolution comparison")
+    parser.add_argument("--dense", action="store_true", help="only the dense time-kernel convolution comparison")
     parser.add_argument("--kt", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
@@ -151,6 +192,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'}")
     if args.depthwise:
         depthwise(args)
+    elif args.dense:
+        dense(args)
     else:
         profile_models(args)
 

@@ -341,10 +341,12 @@ class InflatedConv3d(nn.Conv3d):
         return super().extra_repr() + extra + (", padding='same'" if self.same_padding else "")
 
 
-# (device type, autograd recording) → taps or not. Measured, convnext_tiny under the I3D policy,
-# 1×8×112²: on the CPU (oneDNN, 2 threads) the taps cost 101 ms against conv3d's 78 ms forward,
-# but 676 against 1693 ms for a training step; on an H100 (bf16) a 7×7×7 depthwise layer took
-# 2.9 / 9.4 ms as taps against 9.2 / 37.5 ms as conv3d (forward / training).
+# (device type, autograd recording) → taps or not. Measured on the CPU (oneDNN, 2 threads):
+# convnext_tiny under the I3D policy at 1×8×112² ran its forward at 1.09× the 2D model with taps,
+# 0.77× with conv3d (benchmarks/speed.py); a 3×7×7 depthwise layer's training step is 1.6–3.3×
+# faster as taps, its forward 1.1–1.2× slower (benchmarks/profile_step.py --depthwise). On an
+# H100 (bf16) a 7×7×7 depthwise layer took 2.9 / 9.4 ms as taps against 9.2 / 37.5 ms as conv3d
+# (forward / training).
 _depthwise_taps_on: dict[tuple[str, bool], bool] = {("cpu", False): False, ("cpu", True): True,
                                                     ("cuda", False): True, ("cuda", True): True}
 
@@ -360,11 +362,11 @@ def depthwise_taps_enabled(device: torch.device) -> bool:
 def time_stacking_enabled(x: torch.Tensor, stride: Sequence[int]) -> bool:
     """Whether a convolution with a time kernel on ``x`` runs as one 2D convolution over each
     window's frames stacked on the channels (:meth:`InflatedConv3d._forward_stacked`). Measured
-    with oneDNN on the CPU (2 threads, 3×3×3, C → C, 4 time slots): forward 5.1 ms against conv3d's
-    11.7 ms at C=64, 28², 7.2 against 9.1 at C=512, 4²; a training step 13 against 54 ms at 64, 28²
-    and 12 against 17 at 256, 7², but 45 against 25 at 512, 4² (the stacked kernel's backward), so
-    while autograd records only for output frames of at least 7×7. Not used on CUDA, where cuDNN's
-    conv3d was not measured against it."""
+    with oneDNN on the CPU (``benchmarks/profile_step.py --dense``: 3×3×3, C → C, 4 time slots,
+    2 threads, resnet50's shapes from C=64 at 28² to 512 at 4²): the forward 1.2–2.1× faster than
+    conv3d; a training step 1.9–4.5× faster down to 7², but 1.6× slower at 512, 4² (the stacked
+    kernel's backward), so while autograd records only for output frames of at least 7×7. Not
+    used on CUDA, where cuDNN's conv3d was not measured against it."""
     if x.device.type != "cpu":
         return False
     if not torch.is_grad_enabled():
