@@ -374,6 +374,7 @@ STACKED_CASES = [  # (time kernel, frames, time pads, pad mode, time stride, spa
     (7, 8, (3, 3), "replicate", 2, 2, False, 1), (2, 4, (0, 1), "zeros", 2, 1, True, 2),
     (3, 1, (2, 0), "replicate", 1, 1, False, 1), (5, 3, (2, 2), "zeros", 1, 1, False, 3),
     (3, 6, "same", "replicate", 2, 1, True, 1), (3, 4, (1, 1), "replicate", 1, 1, False, 6),
+    (3, 4, (1, 1), "zeros", 1, 1, False, 2),
 ]
 
 
@@ -384,10 +385,10 @@ def test_time_kernel_as_one_conv2d_over_stacked_frames(case: tuple, monkeypatch:
     kernel_t, frames, time_pads, mode, stride_t, stride_s, same, groups = case
     stacked = _spy(monkeypatch, "_forward_stacked")
     torch.manual_seed(0)
-    conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), stride=(stride_t, stride_s, stride_s),
+    conv = InflatedConv3d(18, 6, (kernel_t, 3, 3), stride=(stride_t, stride_s, stride_s),
                           padding="same" if same else (1, 1), groups=groups, time_pads=time_pads,
                           time_pad_mode=mode).train()
-    x = torch.randn(2, 6, frames, 15, 15)
+    x = torch.randn(2, 18, frames, 15, 15)
     with torch.no_grad():
         inference = conv(x)
     x_stacked, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
@@ -405,13 +406,18 @@ def test_time_kernel_as_one_conv2d_over_stacked_frames(case: tuple, monkeypatch:
     torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)
 
 
-def test_stacked_frames_while_training_only_for_frames_of_7x7_or_more(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stacked_frames_only_where_measured_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training only for frames of 7×7 or more; never for inputs of under 16 channels (an RGB stem)
+    or frames over 28² (the k_t-fold copy outweighs the gain)."""
     stacked = _spy(monkeypatch, "_forward_stacked")
-    conv = InflatedConv3d(4, 4, (3, 3, 3), padding=(1, 1), time_pads=(1, 1))
-    conv(torch.randn(1, 4, 4, 4, 4))  # 4×4 frames, training: conv3d (the stacked backward is slower there)
+    conv = InflatedConv3d(16, 4, (3, 3, 3), padding=(1, 1), time_pads=(1, 1))
+    conv(torch.randn(1, 16, 4, 4, 4))  # 4×4 frames, training: conv3d (the stacked backward is slower there)
     assert not stacked
     with torch.no_grad():
-        conv(torch.randn(1, 4, 4, 4, 4))
+        conv(torch.randn(1, 16, 4, 4, 4))
+        assert len(stacked) == 1
+        conv(torch.randn(1, 16, 4, 32, 32))  # frames over 28²
+        InflatedConv3d(3, 4, (3, 3, 3), padding=(1, 1), time_pads=(1, 1))(torch.randn(1, 3, 4, 8, 8))  # 3 channels
     assert len(stacked) == 1
 
 

@@ -365,9 +365,12 @@ def time_stacking_enabled(x: torch.Tensor, stride: Sequence[int]) -> bool:
     with oneDNN on the CPU (``benchmarks/profile_step.py --dense``: 3×3×3, C → C, 4 time slots,
     2 threads, resnet50's shapes from C=64 at 28² to 512 at 4²): the forward 1.2–2.1× faster than
     conv3d; a training step 1.9–4.5× faster down to 7², but 1.6× slower at 512, 4² (the stacked
-    kernel's backward), so while autograd records only for output frames of at least 7×7. Not
-    used on CUDA, where cuDNN's conv3d was not measured against it."""
-    if x.device.type != "cpu":
+    kernel's backward), so while autograd records only for output frames of at least 7×7. Where
+    the k_t-fold copy of the input outweighs the gain, conv3d stays: I3D's RGB stem (3 channels,
+    224², 2.6× slower stacked) and its 56² layer (1.4× slower), so only for inputs of at least
+    16 channels and frames of at most 28². Not used on CUDA, where cuDNN's conv3d was not
+    measured against it."""
+    if x.device.type != "cpu" or x.shape[1] < 16 or x.shape[-2] * x.shape[-1] > 28 * 28:
         return False
     if not torch.is_grad_enabled():
         return True
