@@ -95,12 +95,32 @@ def _time(fn, rounds: int, cuda: bool) -> float:
     return statistics.median(times) * 1000
 
 
+def _layer_times(variants: tuple, device: torch.device, dtype: torch.dtype, rounds: int) -> str:
+    """For each (label, callable, input, frame folding) variant, "label forward / train": median ms of
+    a no-grad forward and of a forward+backward, under autocast on CUDA."""
+    from inflate.adapters.torch.modules import frame_folding
+
+    cuda = device.type == "cuda"
+    line = ""
+    for label, module, inputs, folding in variants:
+        def forward(module=module, inputs=inputs, folding=folding):
+            with frame_folding(folding), torch.no_grad(), torch.autocast(device.type, dtype, enabled=cuda):
+                module(inputs)
+
+        def train(module=module, inputs=inputs, folding=folding):
+            with frame_folding(folding), torch.autocast(device.type, dtype, enabled=cuda):
+                module(inputs).float().sum().backward()
+
+        line += f"  {label} {_time(forward, rounds, cuda):7.3f} / {_time(train, rounds, cuda):7.3f}"
+    return line
+
+
 def depthwise(args: argparse.Namespace) -> None:
     """A depthwise k_t×7×7 convolution as inflated (InflatedConv3d, replicate time padding) run two
     ways: cuDNN's/oneDNN's conv3d (``frame_folding(False)``), and one 2D depthwise convolution per
     time tap over the folded frames (the default); and the 2D model's 7×7 depthwise convolution on
     the same frames for scale. Forward and forward+backward, median ms."""
-    from inflate.adapters.torch.modules import InflatedConv3d, frame_folding
+    from inflate.adapters.torch.modules import InflatedConv3d
 
     cuda = args.device == "cuda"
     device = torch.device(args.device)
@@ -124,17 +144,7 @@ def depthwise(args: argparse.Namespace) -> None:
         # the taps called directly: the default picks them per device and autograd mode (depthwise_taps_enabled)
         variants = (("conv3d", conv, x, False), ("taps", conv._forward_taps, x, True),
                     ("2d 1×7×7", conv2d, x2d, True))
-        for label, module, inputs, folding in variants:
-            def forward(module=module, inputs=inputs, folding=folding):
-                with frame_folding(folding), torch.no_grad(), torch.autocast(device.type, dtype, enabled=cuda):
-                    module(inputs)
-
-            def train(module=module, inputs=inputs, folding=folding):
-                with frame_folding(folding), torch.autocast(device.type, dtype, enabled=cuda):
-                    module(inputs).float().sum().backward()
-
-            line += f"  {label} {_time(forward, args.rounds, cuda):7.3f} / {_time(train, args.rounds, cuda):7.3f}"
-        print(line, flush=True)
+        print(line + _layer_times(variants, device, dtype, args.rounds), flush=True)
 
 
 def dense(args: argparse.Namespace) -> None:
@@ -144,7 +154,7 @@ def dense(args: argparse.Namespace) -> None:
     picks it per device, autograd mode and frame size, ``time_stacking_enabled``); and the 2D
     model's 3×3 convolution on the frames before the stem halved them, for scale. Forward and
     forward+backward, median ms."""
-    from inflate.adapters.torch.modules import InflatedConv3d, frame_folding
+    from inflate.adapters.torch.modules import InflatedConv3d
 
     cuda = args.device == "cuda"
     device = torch.device(args.device)
@@ -161,17 +171,7 @@ def dense(args: argparse.Namespace) -> None:
         line = f"  C {channels:4d} @ {size:3d}²:"
         variants = (("conv3d", conv, x, False), ("stacked", conv._forward_stacked, x, True),
                     ("2d 3×3", conv2d, x2d, True))
-        for label, module, inputs, folding in variants:
-            def forward(module=module, inputs=inputs, folding=folding):
-                with frame_folding(folding), torch.no_grad(), torch.autocast(device.type, dtype, enabled=cuda):
-                    module(inputs)
-
-            def train(module=module, inputs=inputs, folding=folding):
-                with frame_folding(folding), torch.autocast(device.type, dtype, enabled=cuda):
-                    module(inputs).float().sum().backward()
-
-            line += f"  {label} {_time(forward, args.rounds, cuda):7.3f} / {_time(train, args.rounds, cuda):7.3f}"
-        print(line, flush=True)
+        print(line + _layer_times(variants, device, dtype, args.rounds), flush=True)
 
 
 def main() -> None:
