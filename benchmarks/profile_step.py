@@ -116,10 +116,12 @@ def _layer_times(variants: tuple, device: torch.device, dtype: torch.dtype, roun
 
 
 def depthwise(args: argparse.Namespace) -> None:
-    """A depthwise k_t×7×7 convolution as inflated (InflatedConv3d, replicate time padding) run two
-    ways: cuDNN's/oneDNN's conv3d (``frame_folding(False)``), and one 2D depthwise convolution per
-    time tap over the folded frames (the default); and the 2D model's 7×7 depthwise convolution on
-    the same frames for scale. Forward and forward+backward, median ms."""
+    """A depthwise k_t×7×7 convolution as inflated (InflatedConv3d, replicate time padding) run three
+    ways: cuDNN's/oneDNN's conv3d with autograd's backward (``frame_folding(False)``); one 2D
+    depthwise convolution per time tap over the folded frames (CUDA's default); conv3d with both
+    gradients as forward convolutions (``_DepthwiseConv3d``, the CPU's default while training);
+    and the 2D model's 7×7 depthwise convolution on the same frames for scale. Forward and
+    forward+backward, median ms."""
     from inflate.adapters.torch.modules import InflatedConv3d
 
     cuda = args.device == "cuda"
@@ -127,7 +129,7 @@ def depthwise(args: argparse.Namespace) -> None:
     dtype = torch.bfloat16 if cuda else torch.float32
     batch = 16 if cuda else 1
     kt, k, frames = args.kt, 7, 4
-    shapes = [(96, 56), (192, 28), (384, 14), (768, 7)] if cuda else [(96, 28), (192, 14), (384, 7)]
+    shapes = [(96, 56), (192, 28), (384, 14), (768, 7)] if cuda else [(96, 28), (192, 14), (384, 7), (768, 3)]
     print(f"\ndepthwise {kt}×{k}×{k}, batch {batch}, {frames} frames, {dtype}: median ms (forward / train)")
     for channels, size in shapes:
         conv = InflatedConv3d(channels, channels, (kt, k, k), padding=(k // 2, k // 2), groups=channels,
@@ -141,9 +143,9 @@ def depthwise(args: argparse.Namespace) -> None:
         if cuda:
             conv, conv2d = conv.to(memory_format=torch.channels_last_3d), conv2d.to(memory_format=torch.channels_last)
         line = f"  C {channels:4d} @ {size:3d}²:"
-        # the taps called directly: the default picks them per device and autograd mode (depthwise_taps_enabled)
+        # taps and forward-convolution gradients called directly: the default picks per device and autograd mode
         variants = (("conv3d", conv, x, False), ("taps", conv._forward_taps, x, True),
-                    ("2d 1×7×7", conv2d, x2d, True))
+                    ("bwd as fwd", conv._forward_depthwise, x, True), ("2d 1×7×7", conv2d, x2d, True))
         print(line + _layer_times(variants, device, dtype, args.rounds), flush=True)
 
 

@@ -307,9 +307,18 @@ DEPTHWISE_CASES = [  # (time kernel, frames, time pads, pad mode, time dilation,
 ]
 
 
+@pytest.fixture
+def cpu_taps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The taps as CUDA takes them, on the CPU: in both autograd modes, the forward-convolution
+    backward (_DepthwiseConv3d) off."""
+    monkeypatch.setitem(m3d._depthwise_taps_on, ("cpu", False), True)
+    monkeypatch.setitem(m3d._depthwise_taps_on, ("cpu", True), True)
+    monkeypatch.setitem(m3d._depthwise_backward_as_forward_on, "cpu", False)
+
+
 @pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
 @pytest.mark.parametrize("layout", ["channels_last_3d", "frame_major"])
-def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[str, int]) -> None:
+def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[str, int], cpu_taps: None) -> None:
     kernel_t, frames, time_pads, mode, dilation, same = case
     torch.manual_seed(0)
     conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), padding="same" if same else (1, 1), dilation=(dilation, 1, 1),
@@ -344,27 +353,94 @@ def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     return seen
 
 
-def test_depthwise_time_taps_on_the_cpu_only_while_training(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On the CPU oneDNN's 3D depthwise convolution is the faster forward, the taps the faster
-    training step (measured in depthwise_taps_enabled): inference does not take the taps, the same values."""
-    taps = _spy(monkeypatch, "_forward_taps")
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_depthwise_gradients_as_forward_convolutions_match_conv3d(case: tuple, layout: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU's training form of a depthwise convolution with a time kernel (_DepthwiseConv3d: its
+    input and weight gradients computed as forward convolutions) against autograd through
+    F.conv3d, in every layout and time padding."""
+    kernel_t, frames, time_pads, mode, dilation, same = case
+    taken = _spy(monkeypatch, "_forward_depthwise")
+    torch.manual_seed(0)
+    conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), padding="same" if same else (1, 1), dilation=(dilation, 1, 1),
+                          groups=6, time_pads=time_pads, time_pad_mode=mode)
+    x = in_layout(torch.randn(2, 6, frames, 9, 9), layout)
+    x_forwards, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y = conv(x_forwards)
+    assert len(taken) == 1
+    grad_out = torch.randn_like(y)
+    (y * grad_out).sum().backward()
+    weight_grad, bias_grad = conv.weight.grad, conv.bias.grad
+    conv.zero_grad(set_to_none=True)
+    with frame_folding(False):
+        reference = conv(x_3d)
+    assert len(taken) == 1  # the reference is autograd through F.conv3d
+    (reference * grad_out).sum().backward()
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_forwards.grad, x_3d.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)  # sums over B·T·H·W
+    torch.testing.assert_close(bias_grad, conv.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_gradients_as_forward_convolutions_pass_gradcheck() -> None:
+    """Float64 gradcheck and gradgradcheck (gradient penalties differentiate the backward) of the
+    CPU's training form, with time dilation, "same" time pads, a batch of two and asymmetric
+    spatial padding; and with only the weight, or only the input, requiring a gradient."""
+    torch.manual_seed(0)
+    conv = InflatedConv3d(3, 3, (3, 2, 3), padding="same", dilation=(2, 1, 1), groups=3, time_pads="same").double()
+    x = torch.randn(2, 3, 5, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(conv._forward_depthwise, (x,))
+    small = torch.randn(1, 3, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 1, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda clip, kernel: m3d._DepthwiseConv3d.apply(clip, kernel, (1, 0, 1), (2, 1, 1)),
+                                        (small, weight))
+    frozen = x.detach()
+    y = conv(frozen)
+    (weight_grad,) = torch.autograd.grad(y.sum(), conv.weight)
+    with frame_folding(False):
+        (reference,) = torch.autograd.grad(conv(frozen).sum(), conv.weight)
+    torch.testing.assert_close(weight_grad, reference)
+    conv.requires_grad_(False)
+    (input_grad,) = torch.autograd.grad(conv(x).sum(), x)
+    with frame_folding(False):
+        (reference,) = torch.autograd.grad(conv(x).sum(), x)
+    torch.testing.assert_close(input_grad, reference)
+
+
+def test_depthwise_on_the_cpu_conv3d_forward_gradients_as_forward_convolutions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU oneDNN's 3D depthwise convolution is the fastest forward and its backward the
+    slowest (measured in _DepthwiseConv3d): inference runs conv3d, training the forward-convolution
+    backward, never the taps; the same values. Spatial strides, autocast and export tracing keep
+    autograd's backward."""
+    taps, forwards = _spy(monkeypatch, "_forward_taps"), _spy(monkeypatch, "_forward_depthwise")
     conv = InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))
-    x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
+    x = torch.randn(1, 6, 4, 8, 8)
     with torch.no_grad():
         inference = conv(x)
-    assert not taps
+    assert not taps and not forwards
     training = conv(x)
-    assert len(taps) == 1
+    assert len(forwards) == 1 and not taps
     torch.testing.assert_close(inference, training.detach(), rtol=1e-5, atol=1e-5)
+    InflatedConv3d(6, 6, (3, 3, 3), stride=(1, 2, 2), padding=(1, 1), groups=6, time_pads=(1, 1))(x)
+    with torch.autocast("cpu", torch.bfloat16):
+        conv(x)
+    with frame_folding(False):
+        conv(x)
+    assert len(forwards) == 1
 
 
-def test_depthwise_time_taps_only_for_depthwise_time_stride_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_depthwise_time_taps_only_for_depthwise_time_stride_one(monkeypatch: pytest.MonkeyPatch,
+                                                                cpu_taps: None) -> None:
     taps = _spy(monkeypatch, "_forward_taps")
     x = torch.randn(1, 6, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
     InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=3, time_pads=(1, 1))(x)  # grouped, not depthwise
     InflatedConv3d(6, 6, (3, 3, 3), stride=(2, 1, 1), padding=(1, 1), groups=6, time_pads=(1, 1))(x)
     InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))(x.contiguous())  # not frame-major
     assert not taps
+    InflatedConv3d(6, 6, (3, 3, 3), padding=(1, 1), groups=6, time_pads=(1, 1))(x)
+    assert len(taps) == 1
 
 
 # ----- convolutions with a time kernel: each window's frames stacked on the channels, one conv2d -----

@@ -237,6 +237,8 @@ class InflatedConv3d(nn.Conv3d):
             y = F.conv2d(frames, self.weight.squeeze(2), self.bias, self.stride[1:], self.padding[1:],
                          self.dilation[1:], self.groups)
             return unfold_frames(y, x.shape[0])
+        if self._depthwise_by_forward_convs(x):
+            return self._forward_depthwise(x)
         if self._depthwise_taps(x):
             y = self._forward_taps(x)
             if y is not None:
@@ -250,6 +252,26 @@ class InflatedConv3d(nn.Conv3d):
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
         return super().forward(x)
+
+    def _depthwise_by_forward_convs(self, x: torch.Tensor) -> bool:
+        """A depthwise convolution with a time kernel and stride 1, on a device where its backward
+        runs as forward convolutions (:class:`_DepthwiseConv3d`, :func:`depthwise_backward_as_forward`)
+        while autograd records; not under autocast (the backward would see the autocast dtypes)."""
+        return (self.groups == self.in_channels == self.out_channels and self.kernel_size[0] > 1
+                and all(s == 1 for s in self.stride) and self.padding_mode == "zeros" and _may_fold(x)
+                and torch.is_grad_enabled() and depthwise_backward_as_forward(x.device)
+                and x.dtype == self.weight.dtype and not torch.is_autocast_enabled(x.device.type)
+                and all(0 <= p <= d * (k - 1) for p, d, k in zip(self.padding, self.dilation, self.kernel_size)))
+
+    def _forward_depthwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-1 depthwise convolution as :class:`_DepthwiseConv3d`: conv3d forward, its
+        gradients as two more forward convolutions. (B, C, T, H, W) → (B, C, T', H', W')."""
+        pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], 1, self.dilation[0])
+        x = pad_time(x, pads, self.time_pad_mode)
+        if self.same_padding:
+            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
+        y = _DepthwiseConv3d.apply(x, self.weight, tuple(self.padding), tuple(self.dilation))
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1, 1)
 
     def _depthwise_taps(self, x: torch.Tensor) -> bool:
         """A depthwise convolution with a time kernel (ConvNeXt's k×k×k), time stride 1, on a clip that
@@ -341,7 +363,8 @@ class InflatedConv3d(nn.Conv3d):
         return super().extra_repr() + extra + (", padding='same'" if self.same_padding else "")
 
 
-# (device type, autograd recording) → taps or not. Measured on the CPU (oneDNN, 2 threads):
+# (device type, autograd recording) → taps or not, where _DepthwiseConv3d is not taken (CUDA;
+# on the CPU spatial strides and autocast). Measured on the CPU (oneDNN, 2 threads):
 # convnext_tiny under the I3D policy at 1×8×112² ran its forward at 1.09× the 2D model with taps,
 # 0.77× with conv3d (benchmarks/speed.py); a 3×7×7 depthwise layer's training step is 1.6–3.3×
 # faster as taps, its forward 1.1–1.2× slower (benchmarks/profile_step.py --depthwise). On an
@@ -349,6 +372,62 @@ class InflatedConv3d(nn.Conv3d):
 # (forward / training).
 _depthwise_taps_on: dict[tuple[str, bool], bool] = {("cpu", False): False, ("cpu", True): True,
                                                     ("cuda", False): True, ("cuda", True): True}
+
+
+class _DepthwiseConv3d(torch.autograd.Function):
+    """A stride-1 depthwise 3D convolution (no bias) whose backward is two forward convolutions.
+
+    oneDNN's backward of a depthwise convolution runs 10–40× slower than its forward on the
+    CPU, its weight gradient above all (a 7×7×7 layer of 96 channels on 4 frames of 28²:
+    145 ms backward against a 3.2 ms forward). Both gradients are depthwise convolutions too:
+    the input's is the output gradient convolved with the kernel flipped in every axis, padded
+    by d·(k − 1) − p; the weight's, per channel, the input correlated with the output gradient
+    as a kernel (the input zero-padded by p, strided by the dilation), each sample a group of
+    its own and the samples summed. Those forwards took 2.7 and 4.6 ms there
+    (benchmarks/profile_step.py --depthwise). (B, C, T, H, W) → (B, C, T', H', W'). The
+    backward is made of differentiable ops, so double backward works as through conv3d. The
+    same form for the 2D depthwise convolutions of folded time-1 layers measured mixed (4.8×
+    faster at 7×7, 96 channels, 28², 8 frames; 3× slower at 3×3, 144 channels, 28²), so those
+    keep autograd's backward, as in the 2D model.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple, dilation: tuple) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation = padding, dilation
+        return F.conv3d(x, weight, None, 1, padding, dilation, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple:
+        x, weight = ctx.saved_tensors
+        padding, dilation, channels = ctx.padding, ctx.dilation, weight.shape[0]
+        kernel = weight.shape[2:]
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            back = tuple(d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation))
+            grad_x = F.conv3d(grad, weight.flip(2, 3, 4), None, 1, back, dilation, channels)
+        if ctx.needs_input_grad[1]:
+            batch = x.shape[0]
+            grad_w = F.conv3d(x.reshape(1, batch * channels, *x.shape[2:]),
+                              grad.reshape(batch * channels, 1, *grad.shape[2:]), None, dilation, padding, 1,
+                              batch * channels)
+            grad_w = grad_w[..., :kernel[0], :kernel[1], :kernel[2]].reshape(batch, channels, 1, *kernel).sum(0)
+        return grad_x, grad_w, None, None
+
+
+# device type → a depthwise convolution's backward as forward convolutions (_DepthwiseConv3d)
+# while training. Measured on the CPU (oneDNN, 2 threads, benchmarks/profile_step.py
+# --depthwise, 4 frames, C 96 at 28² to 768 at 3²): a training step of a 7×7×7 layer took
+# 2.2–12 ms against 23–78 ms as time taps and 11–187 ms with conv3d's own backward; of a
+# 3×7×7 layer 2.0–5.3 ms (taps 10–61, conv3d 9–106). Not on CUDA, where cuDNN's backward was
+# not measured against it.
+_depthwise_backward_as_forward_on: dict[str, bool] = {"cpu": True}
+
+
+def depthwise_backward_as_forward(device: torch.device) -> bool:
+    """Whether a depthwise convolution with a time kernel computes its gradients as forward
+    convolutions (:class:`_DepthwiseConv3d`) on ``device``'s type while training."""
+    return _depthwise_backward_as_forward_on.get(device.type, False)
 
 
 def depthwise_taps_enabled(device: torch.device) -> bool:
