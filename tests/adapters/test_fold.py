@@ -591,3 +591,31 @@ def test_residual_sums_of_resnet_blocks_run_in_place_at_inference() -> None:
         frames = model2d(clip.transpose(1, 2).flatten(0, 1)).unflatten(0, (2, 4)).mean(dim=1)
     torch.testing.assert_close(in_place, frames, rtol=1e-4, atol=1e-5)
     out_of_place.square().mean().backward()
+
+
+def test_convnext_training_step_matches_conv3d_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole ConvNeXt under the I3D policy (7×7×7 depthwise convolutions): the CPU's training step,
+    whose depthwise gradients are forward convolutions, gives the loss and every parameter's
+    gradient of autograd through the plain 3D ops (frame_folding(False))."""
+    forwards = _spy(monkeypatch, "_forward_depthwise")
+    torch.manual_seed(0)
+    model2d = randomize_weights(timm.create_model("convnext_atto", num_classes=5), input_size=(3, 64, 64))
+    model3d = inflate_model(model2d, t=8, input_size=(3, 64, 64)).train()
+    clip, labels = torch.randn(2, 3, 8, 64, 64), torch.tensor([1, 3])
+
+    def gradients() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model3d.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model3d(clip), labels)
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model3d.named_parameters()}
+
+    loss, grads = gradients()
+    depthwise = sum(1 for m in model3d.modules() if isinstance(m, InflatedConv3d) and m.groups > 1)
+    assert depthwise > 0 and len(forwards) == depthwise
+    with frame_folding(False):
+        loss_3d, grads_3d = gradients()
+    assert len(forwards) == depthwise  # the reference ran autograd through F.conv3d
+    torch.testing.assert_close(loss, loss_3d, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == grads_3d.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], grads_3d[name], rtol=1e-3, atol=1e-5, msg=name)
