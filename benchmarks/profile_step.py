@@ -4,6 +4,7 @@ time for each variant of benchmarks/speed.py, and the ops whose time differs mos
     python benchmarks/profile_step.py --device cuda --models resnet50 --variants 2d kt1 --modes train
     python benchmarks/profile_step.py --depthwise          # depthwise k_t×7×7 convolution: conv3d vs 2D forms
     python benchmarks/profile_step.py --dense              # dense k_t×3×3 convolution: conv3d vs stacked frames
+    python benchmarks/profile_step.py --rates --models convnext_tiny --variants 2d i3d   # GFLOP/s by layer kind
 
 Figures for the issue come from benchmarks/speed.py; this script is for finding what to fix.
 """
@@ -176,6 +177,77 @@ def dense(args: argparse.Namespace) -> None:
         print(line + _layer_times(variants, device, dtype, args.rounds), flush=True)
 
 
+def rates(args: argparse.Namespace) -> None:
+    """Forward FLOP rates by layer kind for each variant: depthwise convolutions (groups > 1), other
+    convolutions and linear layers, each as GFLOP per clip (2 × output elements × kernel elements
+    per output, as torch.utils.flop_counter counts them), median ms per forward (forward hooks
+    around the layers, rounds after a warm-up) and GFLOP/s; the whole forward for scale."""
+    from torch import nn
+
+    cuda = args.device == "cuda"
+    setup = speed.Setup(device=torch.device(args.device), dtype=torch.bfloat16 if cuda else None,
+                        channels_last=cuda, batch=16 if cuda else 1, frames=8, size=224 if cuda else 112)
+    for name in args.models:
+        frames = args.i3d_frames if name == "i3d_rgb" else setup.frames
+        models = speed.build(name, frames)
+        clip, inputs2d = speed.place(models, (setup.batch, 3, frames, setup.size, setup.size), setup)
+        for variant in args.variants:
+            model = models[variant].eval()
+            inputs = inputs2d if variant == "2d" else clip
+            kinds: dict[str, list[float]] = {}  # kind → [flops per forward, seconds this forward]
+            started: dict[int, float] = {}
+
+            def kind_of(module: nn.Module) -> str | None:
+                if isinstance(module, nn.Linear):
+                    return "linear"
+                if isinstance(module, nn.modules.conv._ConvNd):
+                    return "depthwise conv" if module.groups > 1 else "conv"
+                return None
+
+            def before(module: nn.Module, _inputs) -> None:
+                if cuda:
+                    torch.cuda.synchronize()
+                started[id(module)] = time.perf_counter()
+
+            def after(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+                if cuda:
+                    torch.cuda.synchronize()
+                entry = kinds.setdefault(kind_of(module), [0.0, 0.0])
+                weight = module.weight
+                per_output = weight[0].numel()
+                entry[0] += 2 * output.numel() * per_output
+                entry[1] += time.perf_counter() - started.pop(id(module))
+
+            hooks = []
+            for module in model.modules():
+                if kind_of(module) is not None:
+                    hooks += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+            samples: dict[str, list[tuple[float, float]]] = {}
+            totals = []
+            with torch.inference_mode(), torch.autocast(setup.device.type, dtype=setup.dtype or torch.float32,
+                                                        enabled=setup.dtype is not None):
+                for round_ in range(3 + args.rounds):
+                    kinds.clear()
+                    start = time.perf_counter()
+                    model(inputs)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    if round_ >= 3:
+                        totals.append(time.perf_counter() - start)
+                        for kind, (flops, seconds) in kinds.items():
+                            samples.setdefault(kind, []).append((flops, seconds))
+            for hook in hooks:
+                hook.remove()
+            print(f"\n{name} {variant} forward: median {statistics.median(totals) * 1000:.1f} ms "
+                  f"(layers timed through hooks, which add their own overhead)")
+            for kind, values in sorted(samples.items()):
+                flops = values[0][0]
+                seconds = statistics.median(v[1] for v in values)
+                print(f"  {kind:15s} {flops / 1e9:7.3f} GFLOP  {seconds * 1000:8.2f} ms  "
+                      f"{flops / seconds / 1e9:7.1f} GFLOP/s", flush=True)
+        del models
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -186,6 +258,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--depthwise", action="store_true", help="only the depthwise convolution comparison")
     parser.add_argument("--dense", action="store_true", help="only the dense time-kernel convolution comparison")
+    parser.add_argument("--rates", action="store_true",
+                        help="forward FLOP rates by layer kind (depthwise conv, conv, linear) for each variant")
     parser.add_argument("--kt", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
@@ -196,6 +270,8 @@ def main() -> None:
         depthwise(args)
     elif args.dense:
         dense(args)
+    elif args.rates:
+        rates(args)
     else:
         profile_models(args)
 
