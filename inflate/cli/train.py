@@ -134,6 +134,7 @@ def evaluate(
     split_file: SplitFileOpt = None,
     confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG (default: RUN/confusion.png).")] = None,
     as_json: JsonOpt = False,
+    cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning on CUDA (off for bit-reproducible scores).")] = True,
 ) -> None:
     """Video- and clip-level top-1/top-5, per-class accuracy and a confusion matrix on DATA's val split."""
     from ..train import evaluate as run_evaluate
@@ -142,7 +143,7 @@ def evaluate(
     plot = confusion or (run / "confusion.png")
     result = run_evaluate(run, data, flow_run=flow, flow_dir=flow_dir, weights=weights, views=views, num_clips=clips,
                           num_crops=crops, batch=batch, workers=workers, device=device, split_file=split_file,
-                          plot=plot)
+                          plot=plot, cudnn_benchmark=cudnn_benchmark)
     if as_json:
         import json
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "setup", "teardown", "all_sum", "gather_objects", "barrier", "average_buffers"]
+__all__ = ["Context", "setup", "teardown", "cudnn_autotuning", "all_sum", "gather_objects", "barrier", "average_buffers"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,22 @@ def setup(requested_device: Optional[str] = None) -> Context:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
                                 **({"device_id": device} if device.type == "cuda" else {}))
     return Context(rank, world_size, local_rank, device)
+
+
+@contextlib.contextmanager
+def cudnn_autotuning(enabled: bool, device: torch.device) -> Iterator[None]:
+    """cuDNN's benchmark mode (each convolution shape's fastest algorithm, timed on first use) on or
+    off while the block runs on a CUDA ``device``, the previous setting restored after; nothing on
+    other devices. Off gives bit-reproducible convolutions."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def teardown(context: Context) -> None:

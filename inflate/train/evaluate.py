@@ -20,7 +20,7 @@ from torch import nn
 from ..core.errors import InvalidInputError
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .distributed import Context, setup, teardown
+from .distributed import Context, cudnn_autotuning, setup, teardown
 
 __all__ = ["Run", "open_run", "evaluate", "predict"]
 
@@ -97,7 +97,7 @@ def _stream_logits(run: Run, data: Path, views: str, num_clips: int, num_crops: 
 def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow_dir: Optional[Path] = None,
              weights: Sequence[float] = (1.0, 1.0), views: str = "multi", num_clips: int = 10, num_crops: int = 3,
              batch: int = 4, workers: int = 2, device: Optional[str] = None, split_file: Optional[Path] = None,
-             plot: Optional[Path] = None, return_logits: bool = False) -> dict[str, Any]:
+             plot: Optional[Path] = None, return_logits: bool = False, cudnn_benchmark: bool = True) -> dict[str, Any]:
     """Scores of a run (or an RGB and a flow run fused) on the ``val`` split of ``data``.
 
     ``views``: "multi" (``num_clips`` × ``num_crops`` per video, mmaction2/SlowFast's 10×3),
@@ -106,6 +106,8 @@ def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow
     (video level, in [0, 1]), ``clip_top1``, ``clip_top5``, ``n``, per-class accuracy and
     the confusion matrix; ``plot`` writes the confusion matrix as a PNG. ``return_logits`` adds
     ``video_logits`` (N, K), ``video_labels`` (N,) and ``video_indices`` (the videos' positions in the split).
+    ``cudnn_benchmark``: cuDNN autotuning on CUDA while evaluating, as in training (off for
+    bit-reproducible scores); the previous setting is restored after.
     """
     from .metrics import plot_confusion, score
 
@@ -128,8 +130,9 @@ def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow
     context = setup(device)
     failed: dict[str, None] = {}
     try:
-        per_stream = [_stream_logits(r, data, views, num_clips, num_crops, batch, workers, context, flow_dir,
-                                     split_file, failed) for r in runs]
+        with cudnn_autotuning(cudnn_benchmark, context.device):
+            per_stream = [_stream_logits(r, data, views, num_clips, num_crops, batch, workers, context, flow_dir,
+                                         split_file, failed) for r in runs]
     finally:
         teardown(context)
     labels = per_stream[0][1]

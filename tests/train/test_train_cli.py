@@ -248,3 +248,40 @@ def test_bad_data_leaves_no_run_folder(tmp_path: Path) -> None:
     result = _train(tmp_path / "missing", tmp_path / "run")
     _one_error_line(result, 2, "missing")
     assert not (tmp_path / "run").exists()
+
+
+def test_cudnn_autotuning_is_set_for_cuda_only_and_restored() -> None:
+    """`inflate evaluate` (as `inflate train`) turns cuDNN's benchmark mode on on CUDA unless
+    --no-cudnn-benchmark; the evaluation restores the previous setting; other devices are left alone."""
+    from inflate.train.distributed import cudnn_autotuning
+
+    previous = torch.backends.cudnn.benchmark
+    try:
+        for start in (False, True):
+            torch.backends.cudnn.benchmark = start
+            for enabled in (False, True):
+                with cudnn_autotuning(enabled, torch.device("cuda")):
+                    assert torch.backends.cudnn.benchmark is enabled
+                assert torch.backends.cudnn.benchmark is start
+                with cudnn_autotuning(enabled, torch.device("cpu")):
+                    assert torch.backends.cudnn.benchmark is start
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+@pytest.mark.parametrize("flag, expected", [((), True), (("--no-cudnn-benchmark",), False),
+                                            (("--cudnn-benchmark",), True)])
+def test_evaluate_passes_the_cudnn_flag(flag: tuple[str, ...], expected: bool, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import inflate.train
+
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(run: Path, data: Path, **kwargs: object) -> dict[str, object]:
+        seen.update(kwargs)
+        return {"n": 0}
+
+    monkeypatch.setattr(inflate.train, "evaluate", fake_evaluate)
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--data", str(tmp_path), "--json", *flag])
+    assert result.exit_code == 0, result.output
+    assert seen["cudnn_benchmark"] is expected
