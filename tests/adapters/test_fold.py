@@ -619,3 +619,26 @@ def test_convnext_training_step_matches_conv3d_autograd(monkeypatch: pytest.Monk
     assert grads.keys() == grads_3d.keys()
     for name in grads:
         torch.testing.assert_close(grads[name], grads_3d[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_depthwise_gradients_as_forward_convolutions_under_torch_func(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-sample gradients (torch.func.vmap over torch.func.grad, as Opacus-style training takes
+    them) through the CPU's training form equal those through plain conv3d."""
+    from torch.func import functional_call, grad, vmap
+
+    taken = _spy(monkeypatch, "_forward_depthwise")
+    torch.manual_seed(0)
+    conv = InflatedConv3d(4, 4, (3, 3, 3), padding=(1, 1), groups=4, time_pads=(1, 1))
+    clips = torch.randn(3, 4, 5, 6, 6)
+    params = {name: p.detach() for name, p in conv.named_parameters()}
+
+    def loss(parameters: dict[str, torch.Tensor], clip: torch.Tensor) -> torch.Tensor:
+        return (functional_call(conv, parameters, (clip.unsqueeze(0),)) ** 2).sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, clips)
+    assert taken
+    with frame_folding(False):
+        reference = vmap(grad(loss), in_dims=(None, 0))(params, clips)
+    for name in params:
+        assert per_sample[name].shape == (3, *params[name].shape)
+        torch.testing.assert_close(per_sample[name], reference[name], rtol=1e-4, atol=1e-4)

@@ -391,11 +391,17 @@ class _DepthwiseConv3d(torch.autograd.Function):
     keep autograd's backward, as in the 2D model.
     """
 
+    generate_vmap_rule = True  # torch.func transforms (vmap, per-sample gradients) see plain conv3d calls
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple, dilation: tuple) -> torch.Tensor:
+    def forward(x: torch.Tensor, weight: torch.Tensor, padding: tuple, dilation: tuple) -> torch.Tensor:
+        return F.conv3d(x, weight, None, 1, padding, dilation, weight.shape[0])
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: torch.Tensor) -> None:
+        x, weight, padding, dilation = inputs
         ctx.save_for_backward(x, weight)
         ctx.padding, ctx.dilation = padding, dilation
-        return F.conv3d(x, weight, None, 1, padding, dilation, weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple:
