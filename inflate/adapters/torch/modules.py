@@ -380,13 +380,13 @@ class _DepthwiseConv3d(torch.autograd.Function):
     """A stride-1 depthwise 3D convolution (no bias) whose backward is two forward convolutions.
 
     oneDNN's backward of a depthwise convolution runs 10–40× slower than its forward on the
-    CPU, its weight gradient above all (a 7×7×7 layer of 96 channels on 4 frames of 28²:
-    145 ms backward against a 3.2 ms forward). Both gradients are depthwise convolutions too:
+    CPU, its weight gradient above all (benchmarks/profile_step.py --depthwise: a 7×7×7 layer
+    of 96 channels on 4 frames of 28² took 6.3 ms forward and 187 ms forward + backward with
+    conv3d's own backward, 12 ms in this form). Both gradients are depthwise convolutions too:
     the input's is the output gradient convolved with the kernel flipped in every axis, padded
     by d·(k − 1) − p; the weight's, per channel, the input correlated with the output gradient
     as a kernel (the input zero-padded by p, strided by the dilation), each sample a group of
-    its own and the samples summed. Those forwards took 2.7 and 4.6 ms there
-    (benchmarks/profile_step.py --depthwise). (B, C, T, H, W) → (B, C, T', H', W'). The
+    its own and the samples summed. (B, C, T, H, W) → (B, C, T', H', W'). The
     backward is made of differentiable ops, so double backward works as through conv3d. The
     same form for the 2D depthwise convolutions of folded time-1 layers measured mixed (4.8×
     faster at 7×7, 96 channels, 28², 8 frames; 3× slower at 3×3, 144 channels, 28²), so those
