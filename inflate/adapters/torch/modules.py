@@ -388,9 +388,8 @@ class _DepthwiseConv3d(torch.autograd.Function):
     as a kernel (the input zero-padded by p, strided by the dilation), each sample a group of
     its own and the samples summed. (B, C, T, H, W) → (B, C, T', H', W'). The
     backward is made of differentiable ops, so double backward works as through conv3d. The
-    same form for the 2D depthwise convolutions of folded time-1 layers measured mixed (4.8×
-    faster at 7×7, 96 channels, 28², 8 frames; 3× slower at 3×3, 144 channels, 28²), so those
-    keep autograd's backward, as in the 2D model.
+    same form for the 2D depthwise convolutions of folded time-1 layers was faster at 7×7 and
+    slower at 3×3 in a trial, so those keep autograd's backward, as in the 2D model.
     """
 
     generate_vmap_rule = True  # torch.func transforms (vmap, per-sample gradients) see plain conv3d calls
