@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -316,28 +317,39 @@ def cpu_taps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(m3d._depthwise_backward_as_forward_on, "cpu", False)
 
 
-@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
-@pytest.mark.parametrize("layout", ["channels_last_3d", "frame_major"])
-def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[str, int], cpu_taps: None) -> None:
+def _depthwise_against_conv3d(case: tuple, layout: str, count: Callable[[], int]) -> tuple[int, int]:
+    """A depthwise convolution of ``case`` run in its default form against autograd through F.conv3d
+    (frame_folding(False)): values and input, weight and bias gradients. Returns ``count()`` after
+    the default form and after the reference, so that a test sees which form ran."""
     kernel_t, frames, time_pads, mode, dilation, same = case
     torch.manual_seed(0)
     conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), padding="same" if same else (1, 1), dilation=(dilation, 1, 1),
                           groups=6, time_pads=time_pads, time_pad_mode=mode)
     x = in_layout(torch.randn(2, 6, frames, 9, 9), layout)
-    x_taps, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    y = conv(x_taps)
-    taps = calls["conv2d"]
-    assert taps >= 1  # ran as 2D depthwise convolutions, one per tap that reads a real frame
+    x_default, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y = conv(x_default)
+    after_default = count()
     grad_out = torch.randn_like(y)
     (y * grad_out).sum().backward()
-    weight_grad, conv.weight.grad = conv.weight.grad, None
+    weight_grad, bias_grad = conv.weight.grad, conv.bias.grad
+    conv.zero_grad(set_to_none=True)
     with frame_folding(False):
         reference = conv(x_3d)
-    assert calls["conv2d"] == taps  # the reference is F.conv3d
+    after_reference = count()
     (reference * grad_out).sum().backward()
     torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(x_taps.grad, x_3d.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_default.grad, x_3d.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)  # sums over B·T·H·W
+    torch.testing.assert_close(bias_grad, conv.bias.grad, rtol=1e-4, atol=1e-4)
+    return after_default, after_reference
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+@pytest.mark.parametrize("layout", ["channels_last_3d", "frame_major"])
+def test_depthwise_time_taps_match_conv3d(case: tuple, layout: str, calls: dict[str, int], cpu_taps: None) -> None:
+    taps, after_reference = _depthwise_against_conv3d(case, layout, lambda: calls["conv2d"])
+    assert taps >= 1  # ran as 2D depthwise convolutions, one per tap that reads a real frame
+    assert after_reference == taps  # the reference is F.conv3d
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
@@ -360,27 +372,10 @@ def test_depthwise_gradients_as_forward_convolutions_match_conv3d(case: tuple, l
     """The CPU's training form of a depthwise convolution with a time kernel (_DepthwiseConv3d: its
     input and weight gradients computed as forward convolutions) against autograd through
     F.conv3d, in every layout and time padding."""
-    kernel_t, frames, time_pads, mode, dilation, same = case
     taken = _spy(monkeypatch, "_forward_depthwise")
-    torch.manual_seed(0)
-    conv = InflatedConv3d(6, 6, (kernel_t, 3, 3), padding="same" if same else (1, 1), dilation=(dilation, 1, 1),
-                          groups=6, time_pads=time_pads, time_pad_mode=mode)
-    x = in_layout(torch.randn(2, 6, frames, 9, 9), layout)
-    x_forwards, x_3d = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    y = conv(x_forwards)
-    assert len(taken) == 1
-    grad_out = torch.randn_like(y)
-    (y * grad_out).sum().backward()
-    weight_grad, bias_grad = conv.weight.grad, conv.bias.grad
-    conv.zero_grad(set_to_none=True)
-    with frame_folding(False):
-        reference = conv(x_3d)
-    assert len(taken) == 1  # the reference is autograd through F.conv3d
-    (reference * grad_out).sum().backward()
-    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(x_forwards.grad, x_3d.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(weight_grad, conv.weight.grad, rtol=1e-4, atol=1e-4)  # sums over B·T·H·W
-    torch.testing.assert_close(bias_grad, conv.bias.grad, rtol=1e-4, atol=1e-4)
+    after_default, after_reference = _depthwise_against_conv3d(case, layout, lambda: len(taken))
+    assert after_default == 1
+    assert after_reference == 1  # the reference is autograd through F.conv3d
 
 
 def test_depthwise_gradients_as_forward_convolutions_pass_gradcheck() -> None:
