@@ -40,7 +40,9 @@ def op_times(step, rounds: int, cuda: bool) -> dict[str, tuple[float, int]]:
     return table
 
 
-def profile_models(args: argparse.Namespace) -> None:
+def _placed_models(args: argparse.Namespace):
+    """For each of ``args.models``: (name, speed.py's setup for the device, the built models, a clip,
+    its frames folded for the 2D model), placed as speed.py places them."""
     cuda = args.device == "cuda"
     setup = speed.Setup(device=torch.device(args.device), dtype=torch.bfloat16 if cuda else None,
                         channels_last=cuda, batch=16 if cuda else 1, frames=8, size=224 if cuda else 112)
@@ -48,6 +50,15 @@ def profile_models(args: argparse.Namespace) -> None:
         frames = args.i3d_frames if name == "i3d_rgb" else setup.frames
         models = speed.build(name, frames)
         clip, inputs2d = speed.place(models, (setup.batch, 3, frames, setup.size, setup.size), setup)
+        yield name, setup, models, clip, inputs2d
+        del models
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+def profile_models(args: argparse.Namespace) -> None:
+    cuda = args.device == "cuda"
+    for name, setup, models, clip, inputs2d in _placed_models(args):
         for mode in args.modes:
             tables = {}
             for variant in args.variants:
@@ -76,9 +87,6 @@ def profile_models(args: argparse.Namespace) -> None:
                 print(f"\n--- {name} {mode}: {variant} minus 2d, largest differences (ms/step)")
                 for op, ms in sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:args.top]:
                     print(f"  {ms:+8.2f} ms  {table.get(op, (0, 0))[1]:5d}× vs {base.get(op, (0, 0))[1]:5d}×  {op[:100]}")
-        del models
-        if cuda:
-            torch.cuda.empty_cache()
 
 
 def _time(fn, rounds: int, cuda: bool) -> float:
@@ -184,16 +192,14 @@ def rates(args: argparse.Namespace) -> None:
     around the layers, rounds after a warm-up) and GFLOP/s; the whole forward for scale."""
     from torch import nn
 
+    from inflate.adapters.torch.modules import frame_folding
+
     cuda = args.device == "cuda"
-    setup = speed.Setup(device=torch.device(args.device), dtype=torch.bfloat16 if cuda else None,
-                        channels_last=cuda, batch=16 if cuda else 1, frames=8, size=224 if cuda else 112)
-    for name in args.models:
-        frames = args.i3d_frames if name == "i3d_rgb" else setup.frames
-        models = speed.build(name, frames)
-        clip, inputs2d = speed.place(models, (setup.batch, 3, frames, setup.size, setup.size), setup)
+    for name, setup, models, clip, inputs2d in _placed_models(args):
         for variant in args.variants:
-            model = models[variant].eval()
-            inputs = inputs2d if variant == "2d" else clip
+            key = variant.removesuffix("-3d")  # "-3d": the same model with folding off, as in speed.py
+            model = models[key].eval()
+            inputs = inputs2d if key == "2d" else clip
             kinds: dict[str, list[float]] = {}  # kind → [flops per forward, seconds this forward]
             started: dict[int, float] = {}
 
@@ -213,9 +219,7 @@ def rates(args: argparse.Namespace) -> None:
                 if cuda:
                     torch.cuda.synchronize()
                 entry = kinds.setdefault(kind_of(module), [0.0, 0.0])
-                weight = module.weight
-                per_output = weight[0].numel()
-                entry[0] += 2 * output.numel() * per_output
+                entry[0] += 2 * output.numel() * module.weight[0].numel()  # multiply-adds per output element
                 entry[1] += time.perf_counter() - started.pop(id(module))
 
             hooks = []
@@ -224,8 +228,9 @@ def rates(args: argparse.Namespace) -> None:
                     hooks += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
             samples: dict[str, list[tuple[float, float]]] = {}
             totals = []
-            with torch.inference_mode(), torch.autocast(setup.device.type, dtype=setup.dtype or torch.float32,
-                                                        enabled=setup.dtype is not None):
+            autocast = torch.autocast(setup.device.type, dtype=setup.dtype or torch.float32,
+                                      enabled=setup.dtype is not None)
+            with frame_folding(not variant.endswith("-3d")), torch.inference_mode(), autocast:
                 for round_ in range(3 + args.rounds):
                     kinds.clear()
                     start = time.perf_counter()
@@ -245,7 +250,6 @@ def rates(args: argparse.Namespace) -> None:
                 seconds = statistics.median(v[1] for v in values)
                 print(f"  {kind:15s} {flops / 1e9:7.3f} GFLOP  {seconds * 1000:8.2f} ms  "
                       f"{flops / seconds / 1e9:7.1f} GFLOP/s", flush=True)
-        del models
 
 
 def main() -> None:
