@@ -249,11 +249,16 @@ class InflatedConv3d(nn.Conv3d):
             y = self._forward_stacked(x)
             if y is not None:
                 return y
+        return super().forward(self._pad_outside_op(x))
+
+    def _pad_outside_op(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded as the op's own padding cannot: time pads other than symmetric zeros, and
+        TF "SAME" spatial padding."""
         pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
         x = pad_time(x, pads, self.time_pad_mode)
         if self.same_padding:
             x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
-        return super().forward(x)
+        return x
 
     def _depthwise_by_forward_convs(self, x: torch.Tensor) -> bool:
         """A depthwise convolution with a time kernel and stride 1, on a device where its backward
@@ -268,11 +273,7 @@ class InflatedConv3d(nn.Conv3d):
     def _forward_depthwise(self, x: torch.Tensor) -> torch.Tensor:
         """The stride-1 depthwise convolution as :class:`_DepthwiseConv3d`: conv3d forward, its
         gradients as two more forward convolutions. (B, C, T, H, W) → (B, C, T', H', W')."""
-        pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], 1, self.dilation[0])
-        x = pad_time(x, pads, self.time_pad_mode)
-        if self.same_padding:
-            x = pad_same_spatial(x, self.kernel_size[1:], self.stride[1:], self.dilation[1:])
-        y = _DepthwiseConv3d.apply(x, self.weight, tuple(self.padding), tuple(self.dilation))
+        y = _DepthwiseConv3d.apply(self._pad_outside_op(x), self.weight, tuple(self.padding), tuple(self.dilation))
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1, 1)
 
     def _depthwise_taps(self, x: torch.Tensor) -> bool:
