@@ -276,6 +276,15 @@ class InflatedConv3d(nn.Conv3d):
         y = _DepthwiseConv3d.apply(self._pad_outside_op(x), self.weight, tuple(self.padding), tuple(self.dilation))
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1, 1)
 
+    def _own_time_pads(self, x: torch.Tensor) -> tuple[Sequence[int], str]:
+        """(front, back) time pads and their mode, for the forms that pad time themselves (time
+        taps, stacked frames): the op's own symmetric zero padding, or the explicit pads (SAME
+        resolved for ``x``)."""
+        if self.explicit_time_pads == (0, 0):  # symmetric zero padding, left to the op
+            return (self.padding[0], self.padding[0]), "zeros"
+        pads = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], self.stride[0], self.dilation[0])
+        return pads, self.time_pad_mode
+
     def _depthwise_taps(self, x: torch.Tensor) -> bool:
         """A depthwise convolution with a time kernel (ConvNeXt's k×k×k), time stride 1, on a clip that
         folds as a view: cuDNN and oneDNN run such 3D depthwise convolutions several times slower than
@@ -291,11 +300,7 @@ class InflatedConv3d(nn.Conv3d):
         None where the clip is shorter than the kernel."""
         batch, frames = x.shape[0], x.shape[2]
         kernel, dilation = self.kernel_size[0], self.dilation[0]
-        if self.explicit_time_pads == (0, 0):  # symmetric zero padding, left to the op
-            (front, back), mode = (self.padding[0], self.padding[0]), "zeros"
-        else:
-            (front, back), mode = _resolve_time_pads(x, self.explicit_time_pads, kernel, 1, dilation), \
-                self.time_pad_mode
+        (front, back), mode = self._own_time_pads(x)
         out_frames = frames + front + back - dilation * (kernel - 1)
         if out_frames < 1:
             return None  # a clip too short for the kernel: conv3d gives the error
@@ -334,12 +339,7 @@ class InflatedConv3d(nn.Conv3d):
         (C_in, k_t) axes flattened alike): the 3D convolution as one 2D convolution over B·T' frames,
         each window's frames padded as conv3d pads them. (B, C, T, H, W) → (B, C', T', H', W'), frame
         after frame in memory; None where the clip is shorter than the kernel."""
-        if self.explicit_time_pads == (0, 0):  # symmetric zero padding, left to the op
-            pads, mode = (self.padding[0], self.padding[0]), "zeros"
-        else:
-            pads, mode = _resolve_time_pads(x, self.explicit_time_pads, self.kernel_size[0], self.stride[0], 1), \
-                self.time_pad_mode
-        x = pad_time(x, pads, mode)
+        x = pad_time(x, *self._own_time_pads(x))
         kernel, stride = self.kernel_size[0], self.stride[0]
         out_frames = (x.shape[2] - kernel) // stride + 1
         if out_frames < 1:
