@@ -48,8 +48,9 @@ def _placed_models(args: argparse.Namespace):
                         channels_last=cuda, batch=16 if cuda else 1, frames=8, size=224 if cuda else 112)
     for name in args.models:
         frames = args.i3d_frames if name == "i3d_rgb" else setup.frames
+        size = args.i3d_size if name == "i3d_rgb" else setup.size
         models = speed.build(name, frames)
-        clip, inputs2d = speed.place(models, (setup.batch, 3, frames, setup.size, setup.size), setup)
+        clip, inputs2d = speed.place(models, (setup.batch, 3, frames, size, size), setup)
         yield name, setup, models, clip, inputs2d
         del models
         if cuda:
@@ -189,18 +190,27 @@ def rates(args: argparse.Namespace) -> None:
     """Forward FLOP rates by layer kind for each variant: depthwise convolutions (groups > 1), other
     convolutions and linear layers, each as GFLOP per clip (2 × output elements × kernel elements
     per output, as torch.utils.flop_counter counts them), median ms per forward (forward hooks
-    around the layers, rounds after a warm-up) and GFLOP/s; the whole forward for scale."""
+    around the layers, rounds after a warm-up) and GFLOP/s; the rest of the forward (norms,
+    activations, copies: no FLOPs counted) as "other"; the whole forward for scale.
+
+    With the 2D model among the variants, each other variant also gets its time at the 2D
+    model's own rates: each kind's 2D time scaled by the variant's FLOPs of that kind, "other"
+    scaled by the layers' output elements (what norms and activations walk over), as a ratio to
+    the 2D forward beside speed.py's bound (FLOP ratio + 10%). A variant whose estimate is over
+    the bound cannot meet it without running some kind faster than the 2D model does."""
     from torch import nn
 
     from inflate.adapters.torch.modules import frame_folding
 
     cuda = args.device == "cuda"
     for name, setup, models, clip, inputs2d in _placed_models(args):
+        summaries: dict[str, tuple[dict[str, tuple[float, float]], float, float]] = {}
         for variant in args.variants:
             key = variant.removesuffix("-3d")  # "-3d": the same model with folding off, as in speed.py
             model = models[key].eval()
             inputs = inputs2d if key == "2d" else clip
             kinds: dict[str, list[float]] = {}  # kind → [flops per forward, seconds this forward]
+            outputs = [0]  # output elements of the hooked layers, one forward
             started: dict[int, float] = {}
 
             def kind_of(module: nn.Module) -> str | None:
@@ -220,6 +230,7 @@ def rates(args: argparse.Namespace) -> None:
                     torch.cuda.synchronize()
                 entry = kinds.setdefault(kind_of(module), [0.0, 0.0])
                 entry[0] += 2 * output.numel() * module.weight[0].numel()  # multiply-adds per output element
+                outputs[0] += output.numel()
                 entry[1] += time.perf_counter() - started.pop(id(module))
 
             hooks = []
@@ -233,23 +244,50 @@ def rates(args: argparse.Namespace) -> None:
             with frame_folding(not variant.endswith("-3d")), torch.inference_mode(), autocast:
                 for round_ in range(3 + args.rounds):
                     kinds.clear()
+                    outputs[0] = 0
                     start = time.perf_counter()
                     model(inputs)
                     if cuda:
                         torch.cuda.synchronize()
                     if round_ >= 3:
-                        totals.append(time.perf_counter() - start)
+                        total = time.perf_counter() - start
+                        totals.append(total)
                         for kind, (flops, seconds) in kinds.items():
                             samples.setdefault(kind, []).append((flops, seconds))
+                        samples.setdefault("other", []).append((0.0, total - sum(v[1] for v in kinds.values())))
             for hook in hooks:
                 hook.remove()
-            print(f"\n{name} {variant} forward: median {statistics.median(totals) * 1000:.1f} ms "
+            total = statistics.median(totals)
+            print(f"\n{name} {variant} forward: median {total * 1000:.1f} ms "
                   f"(layers timed through hooks, which add their own overhead)")
+            summary = {}
             for kind, values in sorted(samples.items()):
                 flops = values[0][0]
                 seconds = statistics.median(v[1] for v in values)
-                print(f"  {kind:15s} {flops / 1e9:7.3f} GFLOP  {seconds * 1000:8.2f} ms  "
-                      f"{flops / seconds / 1e9:7.1f} GFLOP/s", flush=True)
+                summary[kind] = (flops, seconds)
+                rate = f"{flops / seconds / 1e9:7.1f} GFLOP/s" if flops else ""
+                print(f"  {kind:15s} {flops / 1e9:7.3f} GFLOP  {seconds * 1000:8.2f} ms  {rate}", flush=True)
+            summaries[variant] = (summary, total, outputs[0])
+        if "2d" in summaries:
+            _at_2d_rates(name, summaries)
+
+
+def _at_2d_rates(name: str, summaries: dict[str, tuple[dict[str, tuple[float, float]], float, float]]) -> None:
+    """Each variant's forward time estimated at the 2D model's rates per layer kind (see :func:`rates`)."""
+    base, base_total, base_outputs = summaries["2d"]
+    base_flops = sum(flops for flops, _ in base.values())
+    base_rate = base_flops / sum(seconds for kind, (_, seconds) in base.items() if kind != "other")
+    for variant, (kinds, total, outputs) in summaries.items():
+        if variant == "2d":
+            continue
+        estimate = base["other"][1] * outputs / base_outputs
+        for kind, (flops, _) in kinds.items():
+            if kind != "other":  # a kind the 2D model lacks: at the 2D layers' overall rate
+                estimate += base[kind][1] * flops / base[kind][0] if kind in base else flops / base_rate
+        flop_ratio = sum(flops for flops, _ in kinds.values()) / base_flops
+        print(f"\n{name} {variant} at the 2D model's rates per kind: {estimate * 1000:.1f} ms, "
+              f"{estimate / base_total:.2f}× the 2D forward (measured here {total / base_total:.2f}×); "
+              f"FLOPs {flop_ratio:.2f}×, bound (+10%) {flop_ratio * speed.FLOP_MARGIN:.2f}×", flush=True)
 
 
 def main() -> None:
@@ -259,6 +297,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["2d", "kt1"])
     parser.add_argument("--modes", nargs="+", default=["train"])
     parser.add_argument("--i3d-frames", type=int, default=16)
+    parser.add_argument("--i3d-size", type=int, default=224, help="at least 224: I3D's logits pool is 2×7×7 VALID")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--depthwise", action="store_true", help="only the depthwise convolution comparison")
     parser.add_argument("--dense", action="store_true", help="only the dense time-kernel convolution comparison")
