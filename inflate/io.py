@@ -37,10 +37,14 @@ def _weights_only_detail(error: BaseException) -> str:
     """What torch's safe unpickler stopped at, without its advice to turn the safety off."""
     text = str(error)
     match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|\s*Check the documentation|$)", text, re.S)
-    detail = (match.group(1) if match else text.strip().splitlines()[0] if text.strip() else type(error).__name__)
-    detail = " ".join(detail.split())
+    if match:
+        paragraphs = [match.group(1)]
+    else:  # torch's preamble, the reason, a pointer to the docs: paragraphs apart
+        paragraphs = [p for p in re.split(r"\n\s*\n", text)
+                      if p.strip() and "weights_only" not in p and "Check the documentation" not in p]
+    detail = " ".join(" ".join(paragraphs).split())
     # Never pass on "weights_only=False": that advice runs the file's code.
-    return re.sub(r"[^.;]*weights_only[^.;]*False[^.;]*[.;]?", "", detail).strip() or "an object it may not build"
+    return re.sub(r"[^;]*weights_only[^;]*False[^;]*;?", "", detail).strip() or "an object it may not build"
 
 
 def torch_load_safely(path: Path) -> object:

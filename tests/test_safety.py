@@ -473,7 +473,7 @@ def test_item11_weights_command_refuses_3d_files_and_2d_targets(tmp_path: Path) 
     assert code == 2 and "already 3D ('blocks.0.conv.weight' is 5D)" in one_error_line(stderr)
     code, _, stderr = run("weights", tmp_path / "w.safetensors", tmp_path / "o.safetensors", "-t", 4,
                           "--target", tmp_path / "w.safetensors")
-    assert code == 2 and "the target holds no 5D kernel: it is a 2D file" in one_error_line(stderr)
+    assert code == 2 and "the target holds no 5D kernel (no inflated 3D weights)" in one_error_line(stderr)
     code, _, stderr = run("weights", tmp_path / "w.safetensors", tmp_path / "o.safetensors", "-t", 4,
                           "--override", "nothing.*=3")
     assert code == 2 and "'nothing.*' matches no kernel" in one_error_line(stderr)

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..core.errors import InvalidInputError
 from .common import (build_2d, check_memory, check_options_apply, check_tubelet, emit, frame_size,
-                     inflate_with_progress, parse_overrides, sample_size, validate_num_classes, validate_policy,
-                     validate_time)
+                     inflate_with_progress, is_3d_preset, parse_overrides, sample_size, validate_num_classes,
+                     validate_policy, validate_time)
 from .errors import EXIT_CHECK_FAILED, handle_errors
 from .options import (InitOpt, JsonOpt, ModelArg, NumClassesOpt, PadModeOpt, PolicyOpt, PretrainedOpt, QuietOpt,
                       AttentionOpt, FrameSizeOpt, InputSizeOpt, OverrideOpt, TimeOpt, TubeletOpt, WeightsOpt)
@@ -46,6 +47,9 @@ def check(
 
     from ..adapters.torch import default_input_size
 
+    if is_3d_preset(model):
+        raise InvalidInputError(f"{model} is already a 3D model; `inflate check` inflates a 2D one: check its 2D "
+                                "parent (`inflate check inception_v1_bn`), or or `inflate convert` it (ONNX output is verified in onnxruntime)")
     validate_time(time)
     validate_num_classes(num_classes)
     resolved = validate_policy(policy, init, pad_mode, attention, tubelet)

@@ -24,6 +24,9 @@ def build_2d(model: str, pretrained: bool, weights: Optional[Path], num_classes:
     return create_2d_model(model, pretrained=pretrained, weights=weights, num_classes=num_classes)
 
 
+MAX_TIME_KERNEL = 64
+
+
 def parse_overrides(items: Optional[list[str]]) -> Optional[dict[str, dict[str, int]]]:
     """--override 'PATTERN=K[:S]' values → the policy's override table."""
     if not items:
@@ -35,6 +38,9 @@ def parse_overrides(items: Optional[list[str]]) -> Optional[dict[str, dict[str, 
         match = re.fullmatch(r"([0-9]+)(?::([0-9]+))?", value)
         if not sep or not pattern or match is None or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
             raise InvalidInputError(f"--override {item!r}: expected PATTERN=K or PATTERN=K:S with integers K, S >= 1")
+        if int(match[1]) > MAX_TIME_KERNEL or int(match[2] or 1) > MAX_TIME_KERNEL:
+            raise InvalidInputError(f"--override {item!r}: a time kernel or stride spans at most {MAX_TIME_KERNEL} "
+                                    "frames (each frame of kernel is another copy of the 2D weights)")
         table[pattern] = {"kernel": int(match[1]), "stride": int(match[2] or 1)}
     return table
 
@@ -73,6 +79,9 @@ def refuse_options(given: list[tuple[str, object]], what: str, fix: str) -> None
 def validate_num_classes(num_classes: Optional[int]) -> None:
     if num_classes is not None and num_classes < 0:
         raise InvalidInputError(f"--num-classes must be >= 0 (0: no classifier, features out), got {num_classes}")
+    if num_classes is not None and num_classes > 1_000_000:
+        raise InvalidInputError(f"--num-classes {num_classes}: at most 1,000,000 (the classifier alone would not "
+                                "fit in memory)")
 
 
 def patch_embeddings(model2d: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -107,7 +107,7 @@ def convert(
                        f"{fmt} output", "it is for ONNX output only; leave it out")
     validate_opset(opset, exporter or "torchscript")
     output = output or Path(f"{model}_t{time}.{fmt}")
-    check_output_path(output, force)  # fail before the slow part
+    check_output_path(output, force, inputs=(model, weights))  # fail before the slow part
     if is_3d_preset(model):
         if model == "i3d_two_stream":
             raise InvalidInputError("i3d_two_stream takes two inputs: convert i3d_rgb and i3d_flow separately")
@@ -252,7 +252,7 @@ def _convert_onnx(source: Path, time: int, policy: Any, pad_mode: Optional[str],
     output = output or source.with_name(f"{source.stem}_t{time}.onnx")
     if output.suffix.lower() != ".onnx":
         raise InvalidInputError(f"-o {output}: an ONNX input is written as ONNX; give the output an .onnx suffix")
-    check_output_path(output, force)
+    check_output_path(output, force, inputs=(source,))
     proto = _read_onnx(source)
     sample = _onnx_sample_size(proto, source, size, given_channels)
     check_memory(str(source), None, time, sample, "convert and check")

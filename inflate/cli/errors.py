@@ -28,6 +28,8 @@ def exit_code_for(error: BaseException) -> int:
 
     if isinstance(error, OutputExistsError) or is_no_space_error(error):
         return EXIT_OUTPUT
+    if is_out_of_memory(error):
+        return EXIT_BAD_INPUT
     if isinstance(error, UnsupportedOpError):
         return EXIT_UNSUPPORTED
     if isinstance(error, (InvalidInputError, ShapeMismatchError, OSError)):
@@ -35,6 +37,16 @@ def exit_code_for(error: BaseException) -> int:
     if isinstance(error, InflateError):
         return EXIT_UNSUPPORTED
     return EXIT_UNSUPPORTED
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's CPU allocator or CUDA out of memory."""
+    import sys
+
+    torch = sys.modules.get("torch")  # not imported: the error cannot be torch's
+    if isinstance(error, MemoryError) or (torch is not None and isinstance(error, torch.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
 
 
 def format_error(error: BaseException) -> str:
@@ -45,6 +57,9 @@ def format_error(error: BaseException) -> str:
     if is_no_space_error(error) and not isinstance(error, InflateError):
         name = getattr(error, "filename", None)
         message = f"no space left on device{f' writing {name}' if name else ''}; free some space or write elsewhere"
+    elif is_out_of_memory(error):
+        message = ("out of memory for these settings; use a smaller --time, --size, --batch or --num-classes "
+                   f"(or another device) ({type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else 'no details'})")
     elif isinstance(error, InflateError):
         message = str(error)
     elif isinstance(error, OSError):

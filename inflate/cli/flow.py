@@ -79,6 +79,9 @@ def flow(
         backend = _default_backend(device)
     if backend == "opencv" and device not in (None, "cpu"):
         raise InvalidInputError(f"--device {device}: the opencv backend runs on the CPU; use --backend torch")
+    if backend == "opencv" and batch_size is not None:
+        raise InvalidInputError("--batch-size sets the torch backend's frame pairs per call; the opencv backend "
+                                "takes one pair at a time per process (--workers): leave it out, or use --backend torch")
 
     import torch
 

@@ -132,14 +132,19 @@ def evaluate(
     workers: WorkersOpt = 2,
     device: DeviceOpt = None,
     split_file: SplitFileOpt = None,
-    confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG (default: RUN/confusion.png).")] = None,
+    confusion: Annotated[Optional[Path], typer.Option("--confusion", help="Write the confusion matrix as a PNG (default: RUN/confusion.png, rewritten each time).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --confusion file.")] = False,
     as_json: JsonOpt = False,
     cudnn_benchmark: Annotated[bool, typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning on CUDA (off for bit-reproducible scores).")] = True,
 ) -> None:
     """Video- and clip-level top-1/top-5, per-class accuracy and a confusion matrix on DATA's val split."""
     from ..train import evaluate as run_evaluate
 
+    from ..core.files import check_output_path
+
     weights = tuple(fusion_weights) if fusion_weights else (1.0, 1.0)
+    if confusion is not None:  # checked before the slow part; the run's own confusion.png is rewritten
+        check_output_path(confusion, force)
     plot = confusion or (run / "confusion.png")
     result = run_evaluate(run, data, flow_run=flow, flow_dir=flow_dir, weights=weights, views=views, num_clips=clips,
                           num_crops=crops, batch=batch, workers=workers, device=device, split_file=split_file,

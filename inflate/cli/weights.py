@@ -35,7 +35,7 @@ def weights(
     if output.suffix.lower() != ".safetensors":
         raise InvalidInputError(f"output {output}: inflated weights are written as safetensors; give it a "
                                 ".safetensors suffix")
-    check_output_path(output, force)
+    check_output_path(output, force, inputs=(source, target))
     plans = inflate_weights_file(source, output, time, policy=resolved, overrides=parse_overrides(override),
                                  target=target, force=force)
     inflated = [p for p in plans if p.time_kernel is not None]

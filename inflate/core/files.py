@@ -70,10 +70,15 @@ def require_input_file(path: str | os.PathLike[str], what: str = "file", expecte
     return path
 
 
-def check_output_path(path: str | os.PathLike[str], force: bool) -> Path:
+def check_output_path(path: str | os.PathLike[str], force: bool,
+                      inputs: tuple[str | os.PathLike[str] | None, ...] = ()) -> Path:
     """Refuse an existing output without ``force``, anything but a regular file even with it,
-    and a folder that is missing or cannot be written."""
+    one of the command's ``inputs`` even with it, and a folder that is missing or cannot be written."""
     path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise OutputExistsError(f"{path} is the input {source}; write to another path "
+                                    "(--force never replaces a command's own input)")
     mode = _existing_mode(path)
     if mode is not None and not stat.S_ISREG(mode):
         if stat.S_ISDIR(mode):
@@ -88,6 +93,13 @@ def check_output_path(path: str | os.PathLike[str], force: bool) -> Path:
     if not os.access(parent, os.W_OK):
         raise OutputExistsError(f"cannot write {path}: folder {parent} is not writable")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def is_no_space_error(error: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:

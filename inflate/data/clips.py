@@ -164,7 +164,8 @@ class ClipDataset(Dataset):
         if eval_views not in EVAL_VIEWS:
             raise InvalidInputError(f"eval_views must be one of {', '.join(EVAL_VIEWS)}, got {eval_views!r}")
         if num_clips < 1 or num_crops < 1:
-            raise InvalidInputError(f"num_clips and num_crops must be positive, got {num_clips}, {num_crops}")
+            raise InvalidInputError(f"--clips and --crops (num_clips, num_crops) must be >= 1, got {num_clips}, "
+                                   f"{num_crops}")
         if scale_jitter is not None:
             low, high = scale_jitter
             if not 0 < low <= high:
@@ -327,7 +328,7 @@ class ClipDataset(Dataset):
             crop = flip_flow(crop) if flip else crop
             return torch.from_numpy(np.ascontiguousarray(crop.transpose(3, 0, 1, 2), dtype=np.float32))
         if flip:
-            crop = np.ascontiguousarray(crop[:, :, ::-1])  # torch takes no negative strides
+            crop = crop[:, :, ::-1].copy()  # no negative strides for torch (ascontiguousarray keeps them at width 1)
         pixels = torch.from_numpy(crop).permute(3, 0, 1, 2)
         if not self.normalize:
             return pixels.contiguous()

@@ -37,6 +37,8 @@ __all__ = ["VideoRecord", "VideoSet", "discover", "LAYOUTS"]
 
 LAYOUTS = ("auto", "folder", "ucf101", "hmdb51", "list")
 _SPLITS = ("train", "val")
+# Numeric labels name classes 0..max: a typo such as 99999999999 would otherwise allocate that many names.
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,9 @@ def _discover_list(data: Path, split: str, split_file: Path | None, classes: lis
     numeric = all(re.fullmatch(r"\d+", label) for _, label in rows)
     if numeric:
         labels = [int(label) for _, label in rows]
+        if classes is None and max(labels) >= MAX_CLASSES:
+            raise InvalidInputError(f"{split_file}: label {max(labels)} would make {max(labels) + 1} classes "
+                                    f"(numeric labels count from 0; at most {MAX_CLASSES}); number the classes 0, 1, 2, …")
         if classes is None:
             classes = [str(i) for i in range(max(labels) + 1)]
         elif max(labels) >= len(classes):
@@ -362,7 +367,8 @@ def discover(
     if layout not in LAYOUTS:
         raise InvalidInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if split_id not in (1, 2, 3):
-        raise InvalidInputError(f"split_id must be 1, 2 or 3 (UCF-101 and HMDB-51 have three splits), got {split_id}")
+        raise InvalidInputError(f"--split (split_id) must be 1, 2 or 3 (UCF-101 and HMDB-51 have three splits), "
+                               f"got {split_id}")
     if not data.is_dir():
         raise InvalidInputError(f"data folder {data} does not exist" if not data.exists() else f"{data} is not a folder")
     split_file = Path(split_file) if split_file is not None else None

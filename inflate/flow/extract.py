@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -71,10 +71,15 @@ def list_videos(root: str | os.PathLike[str], split_file: Optional[str | os.Path
         if not split.is_file():
             raise InvalidInputError(f"split file {split} does not exist")
         names = []
-        for line in split.read_text().splitlines():
+        for line in split.read_text(encoding="utf-8", errors="replace").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
-                names.append(line.split()[0])
+                name = line.split()[0].replace("\\", "/")
+                parts = PurePosixPath(name).parts
+                if name.startswith("/") or os.path.isabs(name) or ".." in parts or (parts and parts[0].endswith(":")):
+                    raise InvalidInputError(f"split file {split}: '{name}' is not a path inside {root} (absolute or "
+                                            "with '..'); list each video relative to the video folder")
+                names.append(name)
         if not names:
             raise InvalidInputError(f"split file {split} lists no videos")
         return sorted(dict.fromkeys(names))

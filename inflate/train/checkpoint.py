@@ -8,6 +8,7 @@ run's config), so ``torch.load(weights_only=True)`` reads it back.
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,7 +67,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise InvalidInputError(f"no checkpoint at {path}: nothing to resume (train without --resume first)")
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+    except pickle.UnpicklingError as error:
+        from ..io import _weights_only_detail
+
+        raise InvalidInputError(f"refused to load {path}: not a run checkpoint of plain tensors and containers "
+                                f"(the safe loader stopped at: {_weights_only_detail(error)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
         first = (str(error).strip().splitlines() or [""])[0][:160]
         raise InvalidInputError(f"{path} is not a readable run checkpoint ({type(error).__name__}: {first})") from None
     required = {"model", "optimizer", "scheduler", "epoch", "rng", "labels", "config"}
@@ -76,9 +82,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def _finite(value: Any) -> Any:
+    """NaN and ±Inf (a metric with nothing to average) as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path: Path, value: Any) -> None:
     with atomic_output(path, force=True) as temporary:
-        temporary.write_text(json.dumps(value, indent=2, default=str) + "\n")
+        temporary.write_text(json.dumps(_finite(value), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def read_labels(run_dir: Path) -> list[str]:

@@ -15,6 +15,9 @@ __all__ = ["TrainConfig", "REFERENCE_BATCH", "default_lr"]
 
 # The paper's learning rate 0.1 was for 6 GPUs × 64 clips; SGD's rate scales linearly with the batch.
 REFERENCE_BATCH = {"sgd": 384, "adamw": 256}
+# Beyond these a single clip no longer fits in a machine's memory: refused up front, not killed later.
+MAX_FRAMES = 1024
+MAX_SIZE = 2048
 BASE_LR = {"sgd": 0.1, "adamw": 1e-3}
 
 
@@ -100,12 +103,29 @@ class TrainConfig:
                 raise InvalidInputError(f"{option} {value!r}: use one of {', '.join(allowed)}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise InvalidInputError(f"--lr must be a positive number, got {self.lr}")
+        non_negative = {"--weight-decay": self.weight_decay, "--warmup-epochs": self.warmup_epochs}
+        for option, value in non_negative.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"{option} must be a finite number >= 0, got {value}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise InvalidInputError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise InvalidInputError(f"--label-smoothing is a fraction in [0, 1), got {self.label_smoothing}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise InvalidInputError(f"--milestones are fractions of the run in (0, 1), got {list(self.milestones)}")
-        if self.clip_grad is not None and self.clip_grad <= 0:
-            raise InvalidInputError(f"--clip-grad must be > 0, got {self.clip_grad}")
+        if self.clip_grad is not None and not (self.clip_grad > 0 and math.isfinite(self.clip_grad)):
+            raise InvalidInputError(f"--clip-grad must be a positive number, got {self.clip_grad}")
+        if self.frames > MAX_FRAMES:
+            raise InvalidInputError(f"--frames {self.frames}: at most {MAX_FRAMES} frames per clip (a clip of "
+                                    f"{self.frames} frames would not fit in memory); use --stride to cover more time")
+        if self.size > MAX_SIZE:
+            raise InvalidInputError(f"--size {self.size}: at most {MAX_SIZE} pixels per side")
         if not 0.0 <= self.flip <= 1.0:
             raise InvalidInputError(f"--flip is a probability in [0, 1], got {self.flip}")
+        if self.pretrained and self.weights not in (None, "none"):
+            raise InvalidInputError("give either --pretrained or --weights FILE, not both")
+        if self.flow_dir is not None and self.stream != "flow":
+            raise InvalidInputError("--flow-dir is read by the flow stream only: add --stream flow, or leave it out")
         if self.scale_jitter is not None and not 0 < self.scale_jitter[0] <= self.scale_jitter[1]:
             raise InvalidInputError(f"--scale-jitter MIN MAX needs 0 < MIN <= MAX, got {list(self.scale_jitter)}")
         return self

@@ -33,11 +33,18 @@ class Context:
 
 def _choose_device(requested: Optional[str], local_rank: int) -> torch.device:
     if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            from ..core.errors import InvalidInputError
+        from ..core.errors import InvalidInputError
 
+        try:
+            device = torch.device(requested)
+        except (RuntimeError, TypeError):
+            raise InvalidInputError(f"--device {requested!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        if device.type not in ("cpu", "cuda"):
+            raise InvalidInputError(f"--device {requested}: training and evaluation run on cpu or cuda[:N]")
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidInputError(f"--device {requested}: CUDA is not available here; use --device cpu")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidInputError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s)")
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", local_rank)
         return device

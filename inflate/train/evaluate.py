@@ -33,14 +33,29 @@ class Run:
     config: TrainConfig
     labels: list[str]
 
-    def load_model(self, device: torch.device) -> nn.Module:
-        from ..export import load_inflated
-
+    @property
+    def best(self) -> Path:
         best = self.path / ckpt.BEST
         if not best.is_file():
             raise InvalidInputError(f"{self.path} has no {ckpt.BEST}: no epoch finished with a validation score")
-        model = load_inflated(best, map_location=device)
-        return model.eval()
+        return best
+
+    def load_model(self, device: torch.device) -> nn.Module:
+        from ..export import load_inflated
+
+        return load_inflated(self.best, map_location=device).eval()
+
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The input mean and std the run trained with. A run started from a model file names its
+        source in its own best model's metadata: the file that config.json names is never opened."""
+        from .loop import stream_normalization
+        from .model import checkpoint_source, is_model_file
+
+        cfg = self.config
+        if cfg.stream == "rgb" and is_model_file(cfg.model):
+            source = str(checkpoint_source(self.best)["source"]).replace("inception_v1_bn", "i3d_rgb")
+            cfg = TrainConfig(**{**cfg.__dict__, "model": source})
+        return stream_normalization(cfg)
 
 
 def open_run(path: Path) -> Run:
@@ -58,14 +73,14 @@ def open_run(path: Path) -> Run:
 def _loader(run: Run, data: Path, views: str, num_clips: int, num_crops: int, batch: int, workers: int,
             context: Context, flow_dir: Optional[Path], split_file: Optional[Path]) -> Any:
     from ..data import ClipDataset, build_loader, discover
-    from .loop import flow_root, stream_normalization
+    from .loop import flow_root
 
     cfg = run.config
     videos = discover(data, "val", layout=cfg.layout if split_file is None else "auto",
                       split_file=split_file or (Path(cfg.split_file) if cfg.split_file else None),
                       split_id=cfg.split_id, classes=run.labels)
     stream_cfg = TrainConfig(**{**cfg.__dict__, "data": str(data), "flow_dir": str(flow_dir) if flow_dir else cfg.flow_dir})
-    mean, std = stream_normalization(cfg)
+    mean, std = run.normalization()
     dataset = ClipDataset(videos, frames=cfg.frames, stride=cfg.stride, size=cfg.size, train=False, stream=cfg.stream,
                           flow_root=flow_root(stream_cfg), mean=mean, std=std, eval_views=views, num_clips=num_clips,
                           num_crops=num_crops, seed=cfg.seed)
@@ -166,17 +181,19 @@ def predict(run_dir: Path, video: Path, *, top: int = 5, views: str = "multi", n
             num_crops: int = 3, device: Optional[str] = None) -> list[tuple[str, float]]:
     """The ``top`` labels of one video with their probabilities (views' logits averaged, then softmax)."""
     from ..data import ClipDataset, VideoRecord, VideoSet
-    from .loop import stream_normalization
 
     run = open_run(Path(run_dir))
     cfg = run.config
     if cfg.stream != "rgb":
         raise InvalidInputError("predict reads RGB videos: give an RGB run (flow runs need `inflate flow` first)")
     video = Path(video)
+    if video.is_dir():
+        raise InvalidInputError(f"{video} is a folder; predict takes one video file (for a folder of videos: "
+                                "`inflate evaluate RUN --data FOLDER`)")
     if not video.is_file():
         raise InvalidInputError(f"video {video} does not exist")
     records = [VideoRecord(path=video, label=0, relative=video.name)]
-    mean, std = stream_normalization(cfg)
+    mean, std = run.normalization()
     dataset = ClipDataset(VideoSet(records=records, classes=run.labels, root=video.parent, layout="list"),
                           frames=cfg.frames, stride=cfg.stride, size=cfg.size, train=False, stream="rgb",
                           mean=mean, std=std,

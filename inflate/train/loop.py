@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +224,9 @@ def train_one_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimi
             if batch.get("clip") is None:  # every clip of the batch failed to load
                 loss = _empty_step(model, context)
                 size = 0
+            elif batch["label"].numel() < 2 and _has_batch_norm(model):  # unreadable videos left one clip
+                loss = _empty_step(model, context)  # batch norm cannot normalise a single clip: skip the batch
+                size = 0
             else:
                 clip, label = _to_device(batch, context.device, channels_last)
                 with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -261,6 +266,12 @@ def train_one_epoch(model: nn.Module, loader: Any, optimizer: torch.optim.Optimi
     return {"train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
             "clips_per_s": seen / max(elapsed, 1e-9), "data_wait": wait_sum / context.world_size / max(elapsed, 1e-9),
             "seconds": elapsed, "lr": optimizer.param_groups[0]["lr"], "clips": seen, "indices": indices}
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    """Batch norms that normalise over this process's clips alone (SyncBatchNorm pools the ranks')."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)
+               for m in model.modules())
 
 
 def _empty_step(model: nn.Module, context: Context) -> torch.Tensor:
@@ -424,13 +435,18 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
     model, notes = build_model(cfg, len(classes))
     amp_dtype, use_scaler = precision_settings(cfg.precision, context.device)
     model, bare, channels_last = _prepare_model(model, cfg, context)
+    if _has_batch_norm(bare) and min(cfg.batch, len(train_loader.dataset)) < 2:
+        raise InvalidInputError(f"{cfg.model} has batch norms, which need at least 2 clips per step: "
+                                + (f"--batch {cfg.batch}; use --batch 2 or more (or --sync-bn under torchrun)"
+                                   if cfg.batch < 2 else f"the training split of {cfg.data} holds "
+                                   f"{len(train_loader.dataset)} video; add videos"))
     lr = cfg.resolved_lr(context.world_size)
     optimizer = make_optimizer(model, cfg, lr)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.accum)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     start_epoch, best = 0, -1.0
-    reporter = Reporter(progress and context.is_main, cfg.epochs)
+    created: list[Path] = []
     if checkpoint is not None:
         if checkpoint["labels"] != classes:
             raise InvalidInputError(f"the data's classes differ from the checkpoint's ({len(checkpoint['labels'])} "
@@ -444,9 +460,60 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
         ckpt.set_rng_state(checkpoint["rng"])
         notes = [f"resumed from {run_dir / ckpt.LAST} after epoch {start_epoch}"]
     elif context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)  # only now: bad data or a bad model leave no empty run folder
+        created = _make_run_dir(run_dir)  # only now: bad data or a bad model leave no empty run folder
         ckpt.write_json(run_dir / ckpt.CONFIG, json_config(cfg))
         ckpt.write_json(run_dir / ckpt.LABELS, classes)
+    try:
+        return _train_epochs(cfg, context, run_dir, checkpoint, model, bare, channels_last, optimizer, scheduler,
+                             scaler, train_loader, val_loader, classes, notes, amp_dtype, lr, steps_per_epoch,
+                             start_epoch, best, stop_after_epoch, progress)
+    except BaseException:
+        if checkpoint is None and context.is_main and not (run_dir / ckpt.LAST).exists():
+            _remove_unfinished_run(run_dir, created)  # no epoch finished: nothing to resume or keep
+        raise
+
+
+def _make_run_dir(run_dir: Path) -> list[Path]:
+    """Create ``run_dir`` (and missing parents); the folders created, deepest first. A folder that
+    cannot be made is an output problem (exit 4), named with the reason."""
+    from ..core.files import OutputExistsError
+
+    created = []
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            break
+        created.append(folder)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise OutputExistsError(f"cannot write the run folder {run_dir}: {error.strerror or error}; "
+                                "choose another --out") from None
+    return created
+
+
+def _remove_unfinished_run(run_dir: Path, created: list[Path]) -> None:
+    """Remove what a run that failed before its first epoch ended wrote, and the folders it made."""
+    import shutil
+
+    for name in (ckpt.CONFIG, ckpt.LABELS, "metrics.csv", "summary.json", "curves.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    for folder in created:
+        try:
+            folder.rmdir()  # only if empty: never anything the user put there
+        except OSError:
+            break
+
+
+def _train_epochs(cfg: TrainConfig, context: Context, run_dir: Path, checkpoint: Optional[dict[str, Any]],
+                  model: nn.Module, bare: nn.Module, channels_last: bool, optimizer: Any, scheduler: Any, scaler: Any,
+                  train_loader: Any, val_loader: Any, classes: list[str], notes: list[str],
+                  amp_dtype: Optional[torch.dtype], lr: float, steps_per_epoch: int, start_epoch: int, best: float,
+                  stop_after_epoch: Optional[int], progress: bool) -> RunResult:
+    reporter = Reporter(progress and context.is_main, cfg.epochs)
     history = _read_csv(run_dir / "metrics.csv", start_epoch) if context.is_main else []
     if context.is_main and checkpoint is not None:
         _rewrite_csv(run_dir / "metrics.csv", history)
@@ -472,6 +539,11 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
             row: dict[str, Any] = {"epoch": epoch + 1}
             row.update(train_one_epoch(model, train_loader, optimizer, scheduler, scaler, cfg, context, amp_dtype,
                                        channels_last, reporter, epoch, on_failed, writer, epoch * steps_per_epoch))
+            if not row["clips"]:
+                why = (f"none of the {len(train_loader.dataset)} training videos could be read (first: "
+                       f"{next(iter(failed))}); check the videos (PyAV must decode them)" if failed else
+                       "every batch was left with one clip, too few for batch norm; add training videos")
+                raise InvalidInputError(f"epoch {epoch + 1} trained on no clip: {why}")
             shards = gather_objects(sorted(row.pop("indices")), context)
             average_buffers(bare, context)
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
@@ -498,9 +570,27 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
     return RunResult(run_dir, epoch, best, history, list(failed), notes, checksums)
 
 
+# Where the run's inputs live and how this job runs may change on resume (data moved to another
+# machine); the classes of --data are still checked against the checkpoint's.
+_MACHINE_SETTINGS = ("out", "data", "flow_dir", "workers", "device", "tensorboard")
+
+
 def _resumed_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """The saved run's settings; the machine-side ones (workers, device) may change on resume."""
-    for name in ("out", "workers", "device", "tensorboard"):
+    """The saved run's settings; the machine-side ones (workers, device) may change on resume. A
+    setting given other than its default and other than the run's is refused, never ignored."""
+    defaults = TrainConfig(model=saved.model, data=saved.data, out=saved.out)
+    for f in dataclasses.fields(TrainConfig):
+        name = f.name
+        value = getattr(given, name)
+        if name in _MACHINE_SETTINGS or name in ("model", "extra"):
+            continue
+        if value != getattr(saved, name) and value != getattr(defaults, name):
+            raise InvalidInputError(f"--resume continues the run in {saved.out} with its saved settings, but "
+                                    f"{name.replace('_', '-')} {value!r} differs from its {getattr(saved, name)!r}: "
+                                    "drop it, or start a new run in another --out")
+    if given.model != saved.model and Path(given.model).resolve() != Path(saved.model).resolve():
+        raise InvalidInputError(f"--resume: the run in {saved.out} trains {saved.model}, not {given.model}")
+    for name in _MACHINE_SETTINGS:
         setattr(saved, name, getattr(given, name))
     return saved
 

@@ -219,6 +219,10 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, list[str
     else:
         model3d = inflate_model(model2d, t=cfg.frames, input_size=(cfg.in_chans, cfg.size, cfg.size), inplace=True,
                                 **{k: v for k, v in inflation.items() if v is not None})
+        if start_3d is None and (cfg.attention is not None or cfg.overrides):  # refused where they change nothing
+            from ..cli.common import check_options_apply
+
+            check_options_apply(name, model3d.inflation.report, cfg.frames, cfg.attention, cfg.overrides)
     if start_3d is not None:
         notes += load_start_weights(model3d, *start_3d)
         notes.insert(0, f"3D weights from {start_3d[1]}")

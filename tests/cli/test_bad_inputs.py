@@ -209,6 +209,21 @@ CASES = [
      BAD_INPUT, "no.pth does not exist"),
     ("weights-cmd-unknown-policy", "weights {in}/conv2d.safetensors {out}/o.safetensors -t 4 --policy nope",
      BAD_INPUT, "unknown policy 'nope'"),
+    ("weights-cmd-huge-override", "weights {in}/conv2d.safetensors {out}/o.safetensors -t 2 --override 'conv*=100000'",
+     BAD_INPUT, "at most 64 frames"),
+    # an output that is the command's own input, even with --force
+    ("weights-cmd-output-is-input", "weights {in}/conv2d.safetensors {in}/conv2d.safetensors -t 2 --force", OUTPUT,
+     "is the input"),
+    ("convert-output-is-weights", "convert CNN -t 2 -w {in}/cnn.safetensors -o {in}/cnn.safetensors --force", OUTPUT,
+     "is the input"),
+    ("convert-onnx-output-is-input", "convert {in}/garbage.onnx -t 2 -o {in}/garbage.onnx --force", OUTPUT,
+     "is the input"),
+    # names that are not what the command takes
+    ("check-3d-preset", "check i3d_rgb -t 2", BAD_INPUT, "i3d_rgb is already a 3D model"),
+    ("num-classes-huge", "convert CNN -t 2 --num-classes 100000000000 -o {out}/o.safetensors", BAD_INPUT,
+     "--num-classes 100000000000: at most"),
+    ("weights-pickle-names-what-it-refused", "convert CNN -t 2 -w {in}/evil.pth -o {out}/o.safetensors", BAD_INPUT,
+     "posix.system"),
 ]
 
 
@@ -264,3 +279,16 @@ def test_readme_exit_code_table_matches_the_codes_asserted_here() -> None:
     # every code the cases assert has its row, and each row's examples are among the cases
     assert {code for _, _, code, _ in CASES} <= set(table)
     assert "appeared during the write" in table[OUTPUT] and "not a regular file" in table[OUTPUT]
+
+
+def test_an_allocation_that_fails_is_one_line_naming_the_settings() -> None:
+    """Settings too large for the machine (a huge --num-classes, --time or --size) end in torch's
+    allocator: one line saying so, exit 2, not an 'unexpected RuntimeError'."""
+    from inflate.cli.errors import exit_code_for, format_error
+
+    error = RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                         "you tried to allocate 819200000000 bytes. Error code 12 (Cannot allocate memory)")
+    line = format_error(error)
+    assert line.startswith("error: out of memory") and "--num-classes" in line and "unexpected" not in line
+    assert exit_code_for(error) == BAD_INPUT and exit_code_for(MemoryError()) == BAD_INPUT
+    assert exit_code_for(RuntimeError("something else")) == CANNOT_CONVERT

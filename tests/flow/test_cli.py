@@ -160,3 +160,24 @@ def test_torchrun_ranks_share_the_videos(videos: Path, tmp_path: Path, monkeypat
     # sorted videos: run/c, walk/a, walk/b → rank 0 takes c and b, rank 1 takes a.
     assert written[0] == {"run/c.npz", "walk/b.npz"}
     assert written[1] == {"run/c.npz", "walk/a.npz", "walk/b.npz"}
+
+
+@pytest.mark.parametrize("entry", ["../outside.avi", "{outside}", "walk/../../outside.avi"])
+def test_a_split_file_cannot_reach_outside_the_folders(entry: str, videos: Path, tmp_path: Path) -> None:
+    """A list line that is absolute or climbs out with '..' would read a video outside VIDEOS and
+    write its flow outside OUT: refused, naming the line, and nothing is written anywhere."""
+    write_clip(tmp_path / "outside.avi", moving_frames(3, step=(1, 0), seed=5))
+    split = tmp_path / "list.txt"
+    split.write_text("walk/a.avi 0\n" + entry.format(outside=tmp_path / "outside.avi") + " 1\n")
+    out = tmp_path / "nested" / "flow"
+    out.parent.mkdir()
+    result = invoke(videos, out, "--backend", "opencv", "--size", "32", "--workers", "1", "--split-file", split)
+    assert result.exit_code == 2, result.output
+    assert "is not a path inside" in result.output and "outside.avi" in result.output
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_batch_size_is_refused_for_the_opencv_backend(videos: Path, tmp_path: Path) -> None:
+    result = invoke(videos, tmp_path / "flow", "--backend", "opencv", "--batch-size", "4")
+    assert result.exit_code == 2 and "--batch-size" in result.output
+    assert not (tmp_path / "flow").exists()

@@ -102,8 +102,8 @@ def plan_state_dict(
                                 "(O, I, kh, kw)): nothing to inflate")
     if target_shapes is not None:
         if not any(len(s) == 5 for s in target_shapes.values()):
-            raise InvalidInputError("the target holds no 5D kernel: it is a 2D file; give the 3D weight file whose "
-                                    "shapes the kernels should take")
+            raise InvalidInputError("the target holds no 5D kernel (no inflated 3D weights); give the 3D weight "
+                                    "file whose shapes the kernels should take")
         mismatch = key_mismatch(target_shapes, shapes, "target", "2D")
         if mismatch:
             raise InvalidInputError(f"the 2D weights do not fit the target: {mismatch}")

@@ -1,0 +1,175 @@
+"""`inflate train/evaluate/predict` on values that cannot train and on files that must not be touched:
+one line naming the option or file, the documented exit code, no run folder left half made."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inflate.cli import app
+
+runner = CliRunner()
+FAST = ["--frames", "4", "--size", "32", "--batch", "4", "--workers", "0", "--lr", "0.05", "--no-tensorboard"]
+
+
+def _train(data: Path, out: Path, *extra: str, model: str = "test_resnet") -> object:
+    return runner.invoke(app, ["train", model, "--data", str(data), "--out", str(out), "--epochs", "1", *FAST, *extra])
+
+
+def _error(result: object, code: int, *names: str) -> str:
+    assert result.exit_code == code, result.output  # type: ignore[attr-defined]
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]  # type: ignore[attr-defined]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output  # type: ignore[attr-defined]
+    assert "unexpected" not in lines[0], lines[0]
+    for name in names:
+        assert name in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def videos(tiny_videos: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "videos"
+    shutil.copytree(tiny_videos, copy)
+    return copy
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--weight-decay", "nan"), ("--weight-decay", "-1"), ("--warmup-epochs", "nan"), ("--warmup-epochs", "inf"),
+    ("--label-smoothing", "1.5"), ("--label-smoothing", "nan"), ("--clip-grad", "nan"), ("--flip", "nan"),
+    ("--lr", "nan"), ("--frames", "100000"), ("--size", "100000"), ("--device", "tpu"), ("--device", "nonsense"),
+    ("--override", "layer1.*=100000"),
+])
+def test_values_that_cannot_train_are_refused_up_front(option: str, value: str, videos: Path,
+                                                       tmp_path: Path) -> None:
+    _error(_train(videos, tmp_path / "run", option, value), 2, option.lstrip("-").split("-")[0])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra, names", [
+    (["--pretrained", "--weights", "none.safetensors"], ("--pretrained", "--weights")),
+    (["--flow-dir", "somewhere"], ("--flow-dir", "--stream flow")),
+    (["--attention", "divided"], ("--attention", "no attention")),
+])
+def test_options_that_would_be_ignored_are_refused(extra: list, names: tuple, videos: Path, tmp_path: Path) -> None:
+    _error(_train(videos, tmp_path / "run", *extra), 2, *names)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_settings_other_than_the_runs(videos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "test_resnet", "--data", str(videos), "--out", str(run), "--epochs", "2",
+                               "--stop-after-epoch", "1", *FAST]).exit_code == 0
+    changed = [a if a != "4" else "2" for a in FAST]  # --frames 2, --batch 2
+    result = runner.invoke(app, ["train", "test_resnet", "--data", str(videos), "--out", str(run), "--epochs", "2",
+                                 "--resume", *changed])
+    _error(result, 2, "--resume", "frames")
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 1  # the run was left as it was
+    moved = tmp_path / "moved"
+    shutil.copytree(videos, moved)  # the data may move between jobs: --data is where it lives now
+    result = runner.invoke(app, ["train", "test_resnet", "--data", str(moved), "--out", str(run), "--epochs", "2",
+                                 "--resume", *FAST])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+def test_training_on_no_readable_video_fails_and_leaves_no_run(videos: Path, tmp_path: Path) -> None:
+    for video in (videos / "train").rglob("*.*"):
+        video.write_bytes(b"not a video" * 10)
+    _error(_train(videos, tmp_path / "out" / "run"), 2, "trained on no clip", "could be read")
+    assert not (tmp_path / "out").exists()  # nor the parent folder it made
+
+
+def test_batch_norm_with_one_clip_per_step_is_refused(videos: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "test_resnet", "--data", str(videos), "--out", str(tmp_path / "run"),
+                                 "--epochs", "1", *[a if a != "4" else "1" for a in FAST[:6]], *FAST[6:]])
+    _error(result, 2, "--batch 1", "batch norm")
+    one = tmp_path / "one"  # one class, one training video
+    for split in ("train", "val"):
+        video = sorted((videos / split / "down").iterdir())[0]
+        (one / split / "down").mkdir(parents=True)
+        shutil.copy(video, one / split / "down" / video.name)
+    _error(_train(one, tmp_path / "run"), 2, "1 video", "batch norm")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_flip_at_width_one_trains(videos: Path, tmp_path: Path) -> None:
+    """A 1-pixel crop flipped left-right stayed a negative-stride view that torch refused."""
+    from inflate.data import ClipDataset, discover
+
+    dataset = ClipDataset(discover(videos, "train"), frames=2, size=1, train=True, flip=1.0)
+    clip = dataset.load(0)
+    assert clip.shape == (3, 2, 1, 1)
+
+
+def test_an_unwritable_run_folder_is_an_output_error(videos: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run's parent folder would go")
+    _error(_train(videos, blocker / "run"), 4, "run folder", str(blocker / "run"))
+
+
+def test_evaluate_never_opens_the_model_file_its_config_names(videos: Path, tmp_path: Path) -> None:
+    """A run started from a 3D file records that file's path; evaluate and predict rebuild from the
+    run's own best model and read the source name from it, so the recorded path is never opened."""
+    converted = tmp_path / "r3d.safetensors"
+    assert runner.invoke(app, ["convert", "test_resnet", "-t", "4", "-o", str(converted)]).exit_code == 0
+    run = tmp_path / "run"
+    assert _train(videos, run, model=str(converted)).exit_code == 0
+    before = runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center",
+                                 "--json"])
+    assert before.exit_code == 0, before.output
+    converted.unlink()
+    config = json.loads((run / "config.json").read_text())
+    config["model"] = str(tmp_path / "elsewhere" / "trap.safetensors")
+    (run / "config.json").write_text(json.dumps(config))
+    after = runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center",
+                                "--json"])
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output.splitlines()[-1])["top1"] == json.loads(before.output.splitlines()[-1])["top1"]
+    video = next((videos / "val").rglob("*.*"))
+    result = runner.invoke(app, ["predict", str(run), str(video), "--views", "center"])
+    assert result.exit_code == 0, result.output
+
+
+def test_evaluate_keeps_an_existing_confusion_file_without_force(videos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(videos, run).exit_code == 0
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"the user's own file")
+    args = ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center",
+            "--confusion", str(precious)]
+    _error(runner.invoke(app, args), 4, str(precious), "--force")
+    assert precious.read_bytes() == b"the user's own file"
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert precious.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for _ in range(2):  # the run's own confusion.png is rewritten each time
+        assert runner.invoke(app, args[:-2]).exit_code == 0
+    assert (run / "confusion.png").is_file()
+    _error(runner.invoke(app, ["predict", str(run), str(videos)]), 2, "is a folder")
+
+
+def test_numeric_labels_beyond_the_class_limit_are_refused(videos: Path, tmp_path: Path) -> None:
+    from inflate.data import discover
+    from inflate.core.errors import InvalidInputError
+
+    video = next((videos / "train").rglob("*.*")).relative_to(videos)
+    split = tmp_path / "list.txt"
+    split.write_text(f"{video} 99999999999\n")
+    with pytest.raises(InvalidInputError, match="99999999999"):
+        discover(videos, "train", split_file=split)
+
+
+def test_run_files_are_strict_json(tmp_path: Path) -> None:
+    """summary.json holds NaN where a metric had nothing to average; JSON has no NaN: written as null."""
+    from inflate.train.checkpoint import write_json
+
+    write_json(tmp_path / "summary.json", {"val_top1": float("nan"), "history": [{"loss": float("inf")}, 1.5]})
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    text = (tmp_path / "summary.json").read_text()
+    assert json.loads(text, parse_constant=refuse) == {"val_top1": None, "history": [{"loss": None}, 1.5]}
