@@ -240,9 +240,11 @@ def _export_once(model3d: nn.Module, clip: torch.Tensor, path: Path, exporter: s
             )
         else:
             dims = {i: torch.export.Dim(name, min=1, max=1 << 14) for i, name in axes.items()}
+            # external_data=False: one file (else the weights go to "<path>.data", which the rename
+            # of the temporary would leave behind under the temporary's name)
             torch.onnx.export(
                 model3d, (clip,), str(path), dynamo=True, input_names=["clip"], output_names=["output"],
-                dynamic_shapes={next(iter(_forward_arg_names(model3d))): dims},
+                dynamic_shapes={next(iter(_forward_arg_names(model3d))): dims}, external_data=False,
                 **({"opset_version": opset} if opset else {}),
             )
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..core.errors import InvalidInputError
 from ..core.geometry import check_clip_length
+from ..core.metadata import MAX_TIME_KERNEL
 
 
 def build_2d(model: str, pretrained: bool, weights: Optional[Path], num_classes: Optional[int]) -> nn.Module:
@@ -22,9 +23,6 @@ def build_2d(model: str, pretrained: bool, weights: Optional[Path], num_classes:
     if pretrained and weights is not None:
         raise InvalidInputError("give either --pretrained or --weights FILE, not both")
     return create_2d_model(model, pretrained=pretrained, weights=weights, num_classes=num_classes)
-
-
-MAX_TIME_KERNEL = 64
 
 
 def parse_overrides(items: Optional[list[str]]) -> Optional[dict[str, dict[str, int]]]:

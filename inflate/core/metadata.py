@@ -49,6 +49,10 @@ KINDS: tuple[str, ...] = tuple(_FIELDS)
 _SOURCE_KWARGS = ("num_classes", "in_chans", "logits_pool")
 _SOURCE_CHOICES = {"logits_pool": ("valid", "adaptive")}  # the rest are sizes
 _OVERRIDE_FIELDS = ("kernel", "stride", "padding", "init")
+# Beyond these a model file would make the reader allocate without bound (a classifier of 10¹²
+# rows, a kernel of 10⁵ frames): refused as the command line refuses them.
+MAX_TIME_KERNEL = 64
+_SOURCE_LIMITS = {"num_classes": 1_000_000, "in_chans": 4096}
 
 
 def write_metadata(kind: str, fields: Mapping[str, Any]) -> str:
@@ -130,8 +134,9 @@ def _validate_model(meta: dict[str, Any], at: str) -> None:
             if value not in _SOURCE_CHOICES[key]:
                 raise InvalidInputError(f"{at} source_kwargs {key!r} must be one of "
                                         f"{', '.join(_SOURCE_CHOICES[key])}, got {value!r}")
-        elif not _int_like(value) or value < 0:
-            raise InvalidInputError(f"{at} source_kwargs {key!r} must be an integer >= 0, got {value!r}")
+        elif not _int_like(value) or not 0 <= value <= _SOURCE_LIMITS.get(key, value):
+            raise InvalidInputError(f"{at} source_kwargs {key!r} must be an integer in 0..{_SOURCE_LIMITS.get(key, 'any')}"
+                                    f", got {value!r}")
     size = meta["input_size"]
     if len(size) != 3 or not all(_int_like(v) and v > 0 for v in size):
         raise InvalidInputError(f"{at} 'input_size' must be three positive integers (C, H, W), got {size!r}")
@@ -144,3 +149,7 @@ def _validate_model(meta: dict[str, Any], at: str) -> None:
             if not all(k in _OVERRIDE_FIELDS for k in fields) or \
                     not all(_int_like(v) or isinstance(v, (str, list)) for v in fields.values()):
                 raise InvalidInputError(f"{at} override {pattern!r} = {value!r} is not one inflate writes")
+            for name in ("kernel", "stride"):
+                number = fields.get(name)
+                if _int_like(number) and not 1 <= number <= MAX_TIME_KERNEL:
+                    raise InvalidInputError(f"{at} override {pattern!r} {name} {number} is outside 1..{MAX_TIME_KERNEL}")

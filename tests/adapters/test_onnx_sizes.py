@@ -182,3 +182,5 @@ def test_dynamo_exporter_keeps_the_example_size_unless_asked(tmp_path: Path) -> 
     assert report.passed and not report.dynamic_size and not report.size_checks
     assert report.fixed_size_reason.startswith("the dynamo exporter keeps the example size unless asked")
     assert inspect_file(tmp_path / "fixed.onnx")["export"]["fixed_size_reason"] == report.fixed_size_reason
+    # One self-contained file: the dynamo exporter's external "<temporary>.data" is not left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.onnx"]

@@ -67,11 +67,25 @@ def inputs(tmp_path_factory) -> Path:
               metadata={"inflate": json.dumps(meta)})
     save_file({"a": torch.zeros(1)}, str(folder / "path_source.safetensors"),
               metadata={"inflate": json.dumps({**meta, "source_kwargs": {}, "source": "/etc/passwd"})})
+    save_file({"a": torch.zeros(1)}, str(folder / "huge_classes.safetensors"),
+              metadata={"inflate": json.dumps({**meta, "source_kwargs": {"num_classes": 10**12}})})
+    save_file({"a": torch.zeros(1)}, str(folder / "huge_override.safetensors"),
+              metadata={"inflate": json.dumps({**meta, "source_kwargs": {},
+                                               "overrides": {"conv_stem": {"kernel": 100000, "stride": 1}}})})
     torch.save({"a": torch.zeros(2)}, folder / "plain.pt")
     plain = (folder / "plain.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(plain[: len(plain) // 2])
     (folder / "notes.txt").write_text("hello")
     os.mkfifo(folder / "pipe")
+    kernel = {"dtype": "F32", "shape": [2, 2, 3, 3]}  # 36 floats, 144 bytes
+    for name, entries in (
+        ("huge_shape", {"conv.weight": {**kernel, "shape": [100000, 100000, 3, 3], "data_offsets": [0, 144]}}),
+        ("negative_shape", {"conv.weight": {**kernel, "shape": [-2, 2, 3, 3], "data_offsets": [0, 144]}}),
+        ("overlapping", {"a.weight": {**kernel, "data_offsets": [0, 144]},
+                         "b.weight": {**kernel, "data_offsets": [72, 216]}}),
+    ):
+        header = json.dumps(entries).encode()
+        (folder / f"{name}.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(216))
     return folder
 
 
@@ -186,6 +200,10 @@ CASES = [
     ("inspect-metadata-pretrained", "inspect {in}/pretrained_meta.safetensors", BAD_INPUT,
      "source_kwargs 'pretrained'"),
     ("inspect-metadata-path-source", "inspect {in}/path_source.safetensors", BAD_INPUT, "'/etc/passwd'"),
+    ("inspect-metadata-huge-classes", "inspect {in}/huge_classes.safetensors", BAD_INPUT,
+     "source_kwargs 'num_classes' must be an integer in 0..1000000"),
+    ("inspect-metadata-huge-override", "inspect {in}/huge_override.safetensors", BAD_INPUT,
+     "override 'conv_stem' kernel 100000 is outside 1..64"),
     ("inspect-truncated-pt", "inspect {in}/truncated.pt", BAD_INPUT, "truncated.pt is not a readable PyTorch file"),
     ("inspect-pickle-with-code", "inspect {in}/evil.pth", BAD_INPUT, "refused to load"),
     ("inspect-unknown-suffix", "inspect {in}/notes.txt", BAD_INPUT, "'.txt'"),
@@ -211,6 +229,12 @@ CASES = [
      BAD_INPUT, "unknown policy 'nope'"),
     ("weights-cmd-huge-override", "weights {in}/conv2d.safetensors {out}/o.safetensors -t 2 --override 'conv*=100000'",
      BAD_INPUT, "at most 64 frames"),
+    ("weights-cmd-huge-header-shape", "weights {in}/huge_shape.safetensors {out}/o.safetensors -t 2", BAD_INPUT,
+     "huge_shape.safetensors is damaged: tensor 'conv.weight' of shape (100000, 100000, 3, 3)"),
+    ("weights-cmd-negative-shape", "weights {in}/negative_shape.safetensors {out}/o.safetensors -t 2", BAD_INPUT,
+     "negative_shape.safetensors is damaged: tensor 'conv.weight' has shape [-2, 2, 3, 3]"),
+    ("weights-cmd-overlapping-tensors", "weights {in}/overlapping.safetensors {out}/o.safetensors -t 2", BAD_INPUT,
+     "'a.weight' and 'b.weight' share bytes"),
     # an output that is the command's own input, even with --force
     ("weights-cmd-output-is-input", "weights {in}/conv2d.safetensors {in}/conv2d.safetensors -t 2 --force", OUTPUT,
      "is the input"),

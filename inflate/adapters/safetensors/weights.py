@@ -242,11 +242,45 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
     except (ValueError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"{path} is not a readable .safetensors file ({error}); it may be truncated or corrupt") from None
     data_start = 8 + size
+    _check_header(path, header)
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if data_start + end > path.stat().st_size:
         raise InvalidInputError(f"{path} is truncated: its header describes {data_start + end} bytes, the file has "
                                 f"{path.stat().st_size}")
     return header, data_start
+
+
+def _check_header(path: Path, header: Any) -> None:
+    """Every tensor entry well formed: a shape of non-negative sizes whose bytes are exactly its data
+    range, ranges that do not overlap. Otherwise one InvalidInputError saying the file is damaged."""
+    def damaged(why: str) -> InvalidInputError:
+        return InvalidInputError(f"{path} is damaged: {why}; re-save it (safetensors.torch.save_file)")
+
+    if not isinstance(header, dict):
+        raise damaged("its header is not a JSON object")
+    spans = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            raise damaged(f"tensor '{key}' has no dtype, shape and data_offsets")
+        shape, offsets = info["shape"], info["data_offsets"]
+        if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                  for n in shape):
+            raise damaged(f"tensor '{key}' has shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise damaged(f"tensor '{key}' has data_offsets {offsets!r}")
+        dtype = _DTYPES.get(info["dtype"]) if isinstance(info["dtype"], str) else None
+        if dtype is not None and int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize != offsets[1] - offsets[0]:
+            raise damaged(f"tensor '{key}' of shape {tuple(shape)} ({info['dtype']}) does not fill its "
+                          f"{offsets[1] - offsets[0]} bytes")
+        spans.append((offsets[0], offsets[1], key))
+    spans.sort()
+    for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
+        if begin < end:
+            raise damaged(f"tensors '{first}' and '{second}' share bytes")
 
 
 def _iter_tensors(path: Path, header: Mapping[str, Any], data_start: int, keys: list[str]) -> Iterator[tuple[str, np.ndarray]]:
