@@ -49,7 +49,8 @@ def check(
 
     if is_3d_preset(model):
         raise InvalidInputError(f"{model} is already a 3D model; `inflate check` inflates a 2D one: check its 2D "
-                                "parent (`inflate check inception_v1_bn`), or or `inflate convert` it (ONNX output is verified in onnxruntime)")
+                                "parent (`inflate check inception_v1_bn`), or `inflate convert` it (an ONNX "
+                                "output is verified in onnxruntime)")
     validate_time(time)
     validate_num_classes(num_classes)
     resolved = validate_policy(policy, init, pad_mode, attention, tubelet)
