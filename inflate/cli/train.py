@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -83,6 +83,7 @@ def train(
     Launch with `torchrun --nproc_per_node N -m inflate.cli train ...` for DDP on N GPUs.
     """
     from ..train import TrainConfig, fit
+    from ..train.checkpoint import json_safe
     from .common import emit
 
     if stop_after is not None and stop_after < 1:
@@ -103,19 +104,8 @@ def train(
     payload = {"run_dir": str(result.run_dir), "epochs": result.epochs_done, "best_top1": result.best_top1,
                "last": last, "failed_videos": result.failed_videos}
     best = f"best val top-1 {result.best_top1:.3f}" if result.best_top1 >= 0 else "no validation score yet"
-    emit(_clean(payload), as_json, [f"trained {result.epochs_done} epoch(s): {best}; run in {result.run_dir}"
+    emit(json_safe(payload), as_json, [f"trained {result.epochs_done} epoch(s): {best}; run in {result.run_dir}"
                                     + (f"; {len(result.failed_videos)} video(s) skipped" if result.failed_videos else "")])
-
-
-def _clean(value: Any) -> Any:
-    """NaN → null, so --json prints valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 @handle_errors
@@ -139,6 +129,7 @@ def evaluate(
 ) -> None:
     """Video- and clip-level top-1/top-5, per-class accuracy and a confusion matrix on DATA's val split."""
     from ..train import evaluate as run_evaluate
+    from ..train.checkpoint import json_safe
 
     from ..core.files import check_output_path
 
@@ -152,7 +143,7 @@ def evaluate(
     if as_json:
         import json
 
-        typer.echo(json.dumps(_clean(result)))
+        typer.echo(json.dumps(json_safe(result)))
         return
     typer.echo(f"{result['n']} videos ({' + '.join(result['streams'])}, {result['views']} views): "
                f"video top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}; "

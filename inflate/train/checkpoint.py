@@ -82,20 +82,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and ±Inf (a metric with nothing to average) as null: JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json(path: Path, value: Any) -> None:
     with atomic_output(path, force=True) as temporary:
-        temporary.write_text(json.dumps(_finite(value), indent=2, default=str, allow_nan=False) + "\n")
+        temporary.write_text(json.dumps(json_safe(value), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def read_labels(run_dir: Path) -> list[str]:

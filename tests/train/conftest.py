@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,3 +13,11 @@ def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return make_motion_dataset(tmp_path_factory.mktemp("tiny") / "videos", per_class=2, per_class_val=1, frames=10,
                                size=32, seed=3)
+
+
+@pytest.fixture()
+def videos(tiny_videos: Path, tmp_path: Path) -> Path:
+    """A copy of tiny_videos that a test may change."""
+    copy = tmp_path / "videos"
+    shutil.copytree(tiny_videos, copy)
+    return copy

@@ -30,13 +30,6 @@ def _error(result: object, code: int, *names: str) -> str:
     return lines[0]
 
 
-@pytest.fixture()
-def videos(tiny_videos: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "videos"
-    shutil.copytree(tiny_videos, copy)
-    return copy
-
-
 @pytest.mark.parametrize("option, value", [
     ("--weight-decay", "nan"), ("--weight-decay", "-1"), ("--warmup-epochs", "nan"), ("--warmup-epochs", "inf"),
     ("--label-smoothing", "1.5"), ("--label-smoothing", "nan"), ("--clip-grad", "nan"), ("--flip", "nan"),

@@ -31,13 +31,6 @@ def _one_error_line(result: object, code: int, *names: str) -> str:
     return lines[0]
 
 
-@pytest.fixture()
-def videos(tiny_videos: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "videos"
-    shutil.copytree(tiny_videos, copy)
-    return copy
-
-
 def test_train_evaluate_predict_and_reload(videos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = _train(videos, run, "--json")
