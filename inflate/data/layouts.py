@@ -205,6 +205,13 @@ def _discover_ucf(data: Path, split: str, split_file: Path | None, split_id: int
         if len(parts) != 2 or not parts[0].isdigit():
             raise InvalidInputError(f"{class_file}: expected lines '<number> <class>', got '{line}'")
         names.append(parts[1])
+    train_list = re.fullmatch(r"trainlist(\d+)\.txt", split_file.name) if split_file is not None else None
+    if split == "val" and train_list:  # the training list given: validate on its test list, never on itself
+        test_list = split_file.with_name(f"testlist{train_list.group(1)}.txt")
+        if not test_list.is_file():
+            raise InvalidInputError(f"{split_file} lists the training videos; the validation split reads "
+                                    f"{test_list.name} beside it, which is missing")
+        split_file = test_list
     if split_file is None:
         name = f"{'trainlist' if split == 'train' else 'testlist'}{split_id:02d}.txt"
         split_file = _find_file(data, name, lists)

@@ -27,6 +27,33 @@ def default_lr(optimizer: str, effective_batch: int) -> float:
     return BASE_LR[optimizer] * (ratio if optimizer == "sgd" else math.sqrt(ratio))
 
 
+_NUMBER = (int, float)
+# Settings that may be null in config.json, and what they hold otherwise.
+_OPTIONAL = {"lr": _NUMBER, "clip_grad": _NUMBER, "tubelet": (int,), "channels_last": (bool,),
+             "overrides": (dict,), "scale_jitter": (list,), "flow_dir": (str,), "split_file": (str,), "val_split_file": (str,),
+             "weights": (str,), "pad_mode": (str,), "attention": (str,), "device": (str,)}
+
+
+def _json_type_ok(key: str, value: Any) -> bool:
+    """Whether a config.json value has the type TrainConfig's field ``key`` holds (JSON numbers,
+    strings, lists): a run folder from elsewhere cannot slip a string where a count goes."""
+    if key in _OPTIONAL:
+        kinds = _OPTIONAL[key]
+        return value is None or (isinstance(value, kinds) and not (bool not in kinds and isinstance(value, bool)))
+    default = next((f.default for f in dataclasses.fields(TrainConfig) if f.name == key), None)
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, _NUMBER) and not isinstance(value, bool)
+    if isinstance(default, str) or key in ("model", "data", "out"):
+        return isinstance(value, str)
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in value)
+    return isinstance(value, dict) if key == "extra" else True
+
+
 @dataclass
 class TrainConfig:
     """A training run. ``model`` is a timm name, a preset (``i3d_rgb``, ``i3d_flow``) or a 3D file.
@@ -48,6 +75,7 @@ class TrainConfig:
     flow_dir: Optional[str] = None
     layout: str = "auto"
     split_file: Optional[str] = None
+    val_split_file: Optional[str] = None
     split_id: int = 1
     # start weights and inflation (as `inflate convert`)
     weights: Optional[str] = None
@@ -145,6 +173,13 @@ class TrainConfig:
         unknown = sorted(set(raw) - names)
         if unknown:
             raise InvalidInputError(f"{source}: unknown settings {', '.join(unknown)}")
+        missing = sorted(n for n in ("model", "data", "out") if n not in raw)
+        if missing:
+            raise InvalidInputError(f"{source}: lacks {', '.join(missing)}; it was not written by `inflate train`")
+        for key, value in raw.items():
+            if not _json_type_ok(key, value):
+                raise InvalidInputError(f"{source}: setting {key!r} is {value!r}, which is not a value "
+                                        f"`inflate train` writes there")
         for key in ("milestones", "scale_jitter"):
             if isinstance(raw.get(key), list):
                 raw[key] = tuple(raw[key])

@@ -66,7 +66,15 @@ def open_run(path: Path) -> Run:
     config_path = path / ckpt.CONFIG
     if not config_path.is_file():
         raise InvalidInputError(f"{path} is not a run folder of `inflate train` (no {ckpt.CONFIG})")
-    config = TrainConfig.from_json(config_path.read_text(), str(config_path))
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"cannot read {config_path}: {getattr(error, 'strerror', None) or error}") from None
+    config = TrainConfig.from_json(text, str(config_path))
+    try:
+        config.validate()  # a run folder from elsewhere: its settings bounded as the command line's are
+    except InvalidInputError as error:
+        raise InvalidInputError(f"{config_path}: {error}") from None
     return Run(path, config, ckpt.read_labels(path))
 
 
@@ -76,9 +84,13 @@ def _loader(run: Run, data: Path, views: str, num_clips: int, num_crops: int, ba
     from .loop import flow_root
 
     cfg = run.config
-    videos = discover(data, "val", layout=cfg.layout if split_file is None else "auto",
-                      split_file=split_file or (Path(cfg.split_file) if cfg.split_file else None),
+    recorded = cfg.val_split_file or cfg.split_file
+    videos = discover(data, "val", layout=cfg.layout if split_file is None and not cfg.val_split_file else "auto",
+                      split_file=split_file or (Path(recorded) if recorded else None),
                       split_id=cfg.split_id, classes=run.labels)
+    if split_file is None and cfg.val_split_file is None and videos.layout == "list":
+        raise InvalidInputError(f"{run.path} was trained from the list {cfg.split_file}; give the list of videos "
+                                "to evaluate with --split-file FILE")
     stream_cfg = TrainConfig(**{**cfg.__dict__, "data": str(data), "flow_dir": str(flow_dir) if flow_dir else cfg.flow_dir})
     mean, std = run.normalization()
     dataset = ClipDataset(videos, frames=cfg.frames, stride=cfg.stride, size=cfg.size, train=False, stream=cfg.stream,

@@ -155,8 +155,13 @@ def build_data(cfg: TrainConfig, context: Context) -> tuple[Any, Any, list[str],
         raise InvalidInputError(f"--data {root} is not a folder")
     split_file = Path(cfg.split_file) if cfg.split_file else None
     train_set = discover(root, "train", layout=cfg.layout, split_file=split_file, split_id=cfg.split_id)
-    val_set = discover(root, "val", layout=cfg.layout, split_file=split_file, split_id=cfg.split_id,
-                       classes=train_set.classes)
+    if cfg.val_split_file is None and train_set.layout == "list":
+        raise InvalidInputError(f"--split-file {split_file} lists the training videos; give the validation list "
+                                "too, --val-split-file FILE (validating on the training videos would report a "
+                                "meaningless accuracy)")
+    val_file = Path(cfg.val_split_file) if cfg.val_split_file else split_file
+    val_set = discover(root, "val", layout=cfg.layout, split_file=val_file,
+                       split_id=cfg.split_id, classes=train_set.classes)
     mean, std = stream_normalization(cfg)
     common = dict(frames=cfg.frames, stride=cfg.stride, size=cfg.size, stream=cfg.stream, flow_root=flow_root(cfg),
                   mean=mean, std=std, seed=cfg.seed)

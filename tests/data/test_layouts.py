@@ -183,3 +183,15 @@ def test_bad_arguments(tmp_path):
         discover(tmp_path, layout="kinetics")
     with pytest.raises(InvalidInputError, match="split file .* does not exist"):
         discover(tmp_path, split_file=tmp_path / "none.txt")
+
+
+def test_ucf101_training_list_given_validates_on_its_test_list(ucf):
+    """--split-file trainlist01.txt once stood for both splits: validation then ran on the training videos."""
+    trainlist = ucf / "ucfTrainTestlist" / "trainlist01.txt"
+    train = discover(ucf, "train", split_file=trainlist)
+    val = discover(ucf, "val", split_file=trainlist, classes=train.classes)
+    assert [r.path for r in val.records] == [r.path for r in discover(ucf, "val", classes=train.classes).records]
+    assert not {r.path for r in val.records} & {r.path for r in train.records}
+    (ucf / "ucfTrainTestlist" / "testlist01.txt").unlink()
+    with pytest.raises(InvalidInputError, match="testlist01.txt beside it"):
+        discover(ucf, "val", split_file=trainlist)

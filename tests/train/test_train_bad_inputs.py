@@ -166,3 +166,36 @@ def test_run_files_are_strict_json(tmp_path: Path) -> None:
 
     text = (tmp_path / "summary.json").read_text()
     assert json.loads(text, parse_constant=refuse) == {"val_top1": None, "history": [{"loss": None}, 1.5]}
+
+
+def test_a_training_list_needs_its_validation_list(videos: Path, tmp_path: Path) -> None:
+    """mmaction2-style lists: one for training, one for validation. A training list alone would
+    have validated on the training videos; with both, evaluate reuses the validation list."""
+    lines = {split: [f"{p.relative_to(videos)} {p.parent.name}" for p in sorted((videos / split).rglob("*.*"))]
+             for split in ("train", "val")}
+    (tmp_path / "train.txt").write_text("\n".join(lines["train"]) + "\n")
+    (tmp_path / "val.txt").write_text("\n".join(lines["val"][:3]) + "\n")
+    _error(_train(videos, tmp_path / "run", "--split-file", str(tmp_path / "train.txt")), 2, "--val-split-file")
+    assert not (tmp_path / "run").exists()
+    run = tmp_path / "run"
+    result = _train(videos, run, "--split-file", str(tmp_path / "train.txt"), "--val-split-file",
+                    str(tmp_path / "val.txt"))
+    assert result.exit_code == 0, result.output
+    scores = runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center",
+                                 "--json"])
+    assert scores.exit_code == 0, scores.output
+    assert json.loads(scores.output.splitlines()[-1])["n"] == 3  # the validation list's videos, not the 8 trained on
+
+
+@pytest.mark.parametrize("change, culprit", [
+    ({"frames": "16"}, "'frames'"), ({"frames": 100000}, "--frames 100000"), ({"size": True}, "'size'"),
+    ({"lr": "fast"}, "'lr'"), ({"milestones": ["a"]}, "'milestones'"), ({"model": None}, "'model'"),
+])
+def test_a_damaged_run_config_is_one_line(change: dict, culprit: str, videos: Path, tmp_path: Path) -> None:
+    """A run folder may come from elsewhere: config.json is checked for types and bounds before use."""
+    run = tmp_path / "run"
+    assert _train(videos, run).exit_code == 0
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **change}))
+    _error(runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center"]),
+           2, "config.json", culprit)
