@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -60,7 +59,7 @@ def flow(
     share of the videos and its own GPU.
     """
     from ..flow.extract import (Shard, check_output_root, flow_for_video, iter_decoded, list_videos, pending_videos,
-                                remove_stale_parts)
+                                ranks_from_env, remove_stale_parts)
     from ..flow.opencv_tvl1 import default_workers
     from ..flow.params import TVL1Params
     from ..flow.store import flow_path, save_flow
@@ -92,7 +91,7 @@ def flow(
         torch_device = resolve_device(device)
         if torch_device.type == "cuda":
             torch.cuda.set_device(torch_device)
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    local_world = ranks_from_env(need_rendezvous=False)[3]
     pool_workers = workers or max(1, default_workers() // max(1, local_world))
     prefetch = workers or 2
 

@@ -40,18 +40,35 @@ class Shard:
 
     @classmethod
     def from_env(cls) -> "Shard":
-        try:
-            rank = int(os.environ.get("RANK", "0"))
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            local = int(os.environ.get("LOCAL_RANK", str(rank)))
-        except ValueError:
-            raise InvalidInputError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (as torchrun sets them)") from None
-        if world < 1 or not 0 <= rank < world or local < 0:
-            raise InvalidInputError(f"RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local} is not a valid torchrun rank")
+        """The rank torchrun's variables give (no process group: each rank writes its own files)."""
+        rank, world, local, _ = ranks_from_env(need_rendezvous=False)
         return cls(rank, world, local)
 
     def take(self, items: list[Any]) -> list[Any]:
         return items[self.rank::self.world]
+
+
+def ranks_from_env(need_rendezvous: bool = True) -> tuple[int, int, int, int]:
+    """(RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) as torchrun sets them, checked: integers, a
+    rank inside the world, and, where a process group will be joined (``need_rendezvous``) with
+    more than one process, MASTER_ADDR and MASTER_PORT. Without torchrun: rank 0 of 1."""
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    try:
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    except ValueError:
+        shown = " ".join(f"{n}={os.environ[n]!r}" for n in names if n in os.environ)
+        raise InvalidInputError(f"{shown}: {', '.join(names)} must be integers, as torchrun sets them; "
+                                "unset them for a single process") from None
+    if world < 1 or not 0 <= rank < world or local < 0 or local_world < 1:
+        raise InvalidInputError(f"RANK={rank} WORLD_SIZE={world} LOCAL_RANK={local} LOCAL_WORLD_SIZE={local_world} "
+                                "is not a valid torchrun rank; launch with torchrun, or unset them")
+    missing = [n for n in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
+    if need_rendezvous and world > 1 and missing:
+        raise InvalidInputError(f"WORLD_SIZE={world} but {' and '.join(missing)} not set: launch with torchrun "
+                                "(which sets them), or unset WORLD_SIZE for a single process")
+    return rank, world, local, local_world
 
 
 def list_videos(root: str | os.PathLike[str], split_file: Optional[str | os.PathLike[str]] = None) -> list[str]:

@@ -52,11 +52,37 @@ def save_flow(path: str | os.PathLike[str], u8: np.ndarray) -> Path:
     return path
 
 
+# A video's flow is at most this large (about 9 hours at 25 fps of 256×340): a larger header is a
+# damaged or hostile file, refused before anything is decompressed.
+MAX_FLOW_BYTES = 1 << 34
+
+
 def load_flow(path: str | os.PathLike[str]) -> np.ndarray:
-    """The uint8 flow array (T - 1, H, W, 2) stored at ``path`` (no pickles are read)."""
-    with np.load(str(path), allow_pickle=False) as archive:
+    """The uint8 flow array (T - 1, H, W, 2) stored at ``path`` (no pickles are read; the array's
+    header is checked before its data is decompressed)."""
+    import zipfile
+
+    try:
+        archive = np.load(str(path), allow_pickle=False)
+    except ValueError as error:  # numpy's message would suggest allow_pickle: never passed on
+        raise ValueError(f"{path} is not a flow file of `inflate flow` (refused: "
+                         f"{'it holds pickled objects' if 'pickle' in str(error) else 'unreadable'})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not a flow file of `inflate flow` (a bare array, not an .npz archive)")
+    with archive:
         if "flow" not in archive.files:
             raise ValueError(f"{path} holds no 'flow' array (found {', '.join(archive.files) or 'nothing'})")
+        try:
+            with archive.zip.open("flow.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+        except (ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path}: its 'flow' array header is damaged ({error})") from None
+        if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 2 or int(np.prod(shape, dtype=object)) > MAX_FLOW_BYTES:
+            raise ValueError(f"{path}: expected uint8 flow (T-1, H, W, 2) of at most {MAX_FLOW_BYTES >> 30} GiB, "
+                             f"got {dtype} {tuple(shape)}")
         flow = archive["flow"]
     if flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[-1] != 2:
         raise ValueError(f"{path}: expected uint8 flow (T-1, H, W, 2), got {flow.dtype} {flow.shape}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -56,9 +55,9 @@ def setup(requested_device: Optional[str] = None) -> Context:
 
     gloo on the CPU, nccl on CUDA. A plain ``python``/``inflate`` process is rank 0 of 1.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    from ..flow.extract import ranks_from_env
+
+    rank, world_size, local_rank, _ = ranks_from_env()
     device = _choose_device(requested_device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -456,13 +456,7 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
         if checkpoint["labels"] != classes:
             raise InvalidInputError(f"the data's classes differ from the checkpoint's ({len(checkpoint['labels'])} "
                                     f"classes in {run_dir / ckpt.LAST}, {len(classes)} in --data): resume with the same data")
-        bare.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, best = int(checkpoint["epoch"]), float(checkpoint.get("best_top1", -1.0))
-        ckpt.set_rng_state(checkpoint["rng"])
+        start_epoch, best = _restore(checkpoint, run_dir / ckpt.LAST, cfg, bare, optimizer, scheduler, scaler)
         notes = [f"resumed from {run_dir / ckpt.LAST} after epoch {start_epoch}"]
     elif context.is_main:
         created = _make_run_dir(run_dir)  # only now: bad data or a bad model leave no empty run folder
@@ -476,6 +470,44 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
         if checkpoint is None and context.is_main and not (run_dir / ckpt.LAST).exists():
             _remove_unfinished_run(run_dir, created)  # no epoch finished: nothing to resume or keep
         raise
+
+
+def _restore(checkpoint: dict[str, Any], path: Path, cfg: TrainConfig, bare: nn.Module, optimizer: Any,
+             scheduler: Any, scaler: Any) -> tuple[int, float]:
+    """Load a run checkpoint's states into the rebuilt run; (epochs done, best top-1). A part that
+    does not fit (a damaged file, or one from another model) is one line naming it."""
+    def epoch_count() -> int:
+        epoch = checkpoint["epoch"]
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= cfg.epochs:
+            raise ValueError(f"epoch {epoch!r} is not a count of epochs in 0..{cfg.epochs}")
+        return epoch
+
+    def best_score() -> float:
+        best = float(checkpoint.get("best_top1", -1.0))
+        if not (best == -1.0 or 0.0 <= best <= 1.0):
+            raise ValueError(f"best top-1 {best!r} is not in [0, 1]")
+        return best
+
+    parts = [("model", lambda: bare.load_state_dict(checkpoint["model"])),
+             ("optimizer", lambda: optimizer.load_state_dict(checkpoint["optimizer"])),
+             ("schedule", lambda: scheduler.load_state_dict(checkpoint["scheduler"])),
+             ("grad scaler", lambda: scaler.load_state_dict(checkpoint["scaler"])
+              if scaler is not None and checkpoint.get("scaler") else None),
+             ("epoch", epoch_count), ("best score", best_score),
+             ("random states", lambda: ckpt.set_rng_state(checkpoint["rng"]))]
+    results = {}
+    for name, load in parts:
+        try:
+            results[name] = load()
+        except Exception as error:  # torch's loaders raise many types for a state that does not fit
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise InvalidInputError(f"{path}: its {name} cannot be restored ({type(error).__name__}: {first}); "
+                                    "the checkpoint is damaged or from another run: resume from a good one, or "
+                                    "start a new run") from None
+    from ..io import check_finite
+
+    check_finite(bare.state_dict(), path)
+    return results["epoch"], results["best score"]
 
 
 def _make_run_dir(run_dir: Path) -> list[Path]:

@@ -38,3 +38,30 @@ def test_load_refuses_other_arrays(tmp_path) -> None:
     np.savez(tmp_path / "other.npz", frames=np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="no 'flow' array"):
         load_flow(tmp_path / "other.npz")
+
+
+def test_load_flow_refuses_pickles_bare_arrays_and_huge_headers(tmp_path):
+    """A flow file from elsewhere: never unpickled, and its array header is checked before any
+    data is decompressed (a header claiming 2·10¹² bytes is refused at once)."""
+    import io
+    import pickle
+    import zipfile
+
+    import numpy as np
+    import pytest
+
+    from inflate.flow.store import load_flow
+
+    with open(tmp_path / "pickle.npz", "wb") as handle:
+        pickle.dump({"flow": [1, 2]}, handle)
+    np.save(tmp_path / "bare.npy", np.zeros((2, 4, 4, 2), np.uint8))
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10**6, 1000, 1000, 2)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:
+        archive.writestr("flow.npy", header.getvalue())
+    for name, message in (("pickle", "holds pickled objects"), ("bare", "a bare array"), ("bomb", "at most 16 GiB")):
+        with pytest.raises(ValueError, match=message) as caught:
+            load_flow(tmp_path / f"{name}.npz")
+        assert "allow_pickle" not in str(caught.value)

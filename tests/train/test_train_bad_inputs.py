@@ -199,3 +199,47 @@ def test_a_damaged_run_config_is_one_line(change: dict, culprit: str, videos: Pa
     (run / "config.json").write_text(json.dumps({**config, **change}))
     _error(runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center"]),
            2, "config.json", culprit)
+
+
+@pytest.mark.parametrize("env, culprit", [
+    ({"WORLD_SIZE": "abc"}, "must be integers"), ({"RANK": "x"}, "must be integers"),
+    ({"WORLD_SIZE": "0"}, "not a valid torchrun rank"), ({"LOCAL_RANK": "-1"}, "not a valid torchrun rank"),
+    ({"RANK": "5", "WORLD_SIZE": "2"}, "not a valid torchrun rank"),
+    ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}, "MASTER_ADDR"),
+])
+def test_torchrun_variables_that_make_no_sense_are_one_line(env: dict, culprit: str, videos: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _error(_train(videos, tmp_path / "run"), 2, culprit)
+    assert not (tmp_path / "run").exists()
+    result = runner.invoke(app, ["flow", str(videos), str(tmp_path / "flow"), "--backend", "opencv"])
+    if "MASTER_ADDR" not in culprit:  # flow's ranks write their own files: no process group to join
+        _error(result, 2, culprit)
+
+
+@pytest.mark.parametrize("part, damage, culprit", [
+    ("model", lambda c: c["model"].pop("fc.weight"), "its model"),
+    ("model", lambda c: c.__setitem__("model", "weights"), "its model"),
+    ("optimizer", lambda c: c.__setitem__("optimizer", {"state": {}}), "its optimizer"),
+    ("scheduler", lambda c: c.__setitem__("scheduler", {}), "its schedule"),
+    ("epoch", lambda c: c.__setitem__("epoch", 10**9), "its epoch"),
+    ("epoch", lambda c: c.__setitem__("epoch", "abc"), "its epoch"),
+    ("best", lambda c: c.__setitem__("best_top1", "x"), "its best score"),
+    ("rng", lambda c: c.__setitem__("rng", {}), "its random states"),
+])
+def test_a_damaged_checkpoint_is_refused_on_resume(part: str, damage, culprit: str, videos: Path,
+                                                   tmp_path: Path) -> None:
+    import torch
+
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "test_resnet", "--data", str(videos), "--out", str(run), "--epochs", "2",
+                               "--stop-after-epoch", "1", *FAST]).exit_code == 0
+    checkpoint = torch.load(run / "last.pt", weights_only=True)
+    damage(checkpoint)
+    torch.save(checkpoint, run / "last.pt")
+    result = runner.invoke(app, ["train", "test_resnet", "--data", str(videos), "--out", str(run), "--epochs", "2",
+                                 "--resume", *FAST])
+    _error(result, 2, "last.pt", culprit)
