@@ -288,6 +288,11 @@ def export_onnx(
     settings = _settings(model3d)
     if exporter not in ("torchscript", "dynamo"):
         raise InvalidInputError(f"unknown exporter {exporter!r}: use torchscript or dynamo")
+    import importlib.util
+
+    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
+        raise InvalidInputError("the dynamo exporter needs onnxscript: pip install onnxscript, or use "
+                                "--exporter torchscript (the default)")
     validate_opset(opset, exporter)
     if size is not None and (len(size) != 2 or not all(core_metadata.int_like(v) and v > 0 for v in size)):
         raise InvalidInputError(f"size must be two positive integers (H, W), got {size!r}")

@@ -15,7 +15,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 
-from ..core.errors import InflateError, InvalidInputError, ShapeMismatchError, UnsupportedOpError
+from ..core.errors import InflateError, InvalidInputError, ShapeMismatchError, UnsupportedOpError, printable
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNSUPPORTED, EXIT_OUTPUT = 0, 1, 2, 3, 4
 
@@ -69,7 +69,7 @@ def format_error(error: BaseException) -> str:
         text = str(error).strip()
         first = text.splitlines()[0][:300] if text else ""
         message = f"unexpected {type(error).__name__}: {first} (INFLATE_DEBUG=1 shows the traceback)"
-    return "error: " + " ".join(message.split())
+    return "error: " + printable(" ".join(message.split()))
 
 
 def handle_errors(command: F) -> F:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..core.errors import InvalidInputError
-from .errors import EXIT_BAD_INPUT, handle_errors
+from .errors import EXIT_BAD_INPUT, handle_errors, printable
 from .options import QuietOpt
 
 # Shown in `inflate flow --help`.
@@ -134,7 +134,7 @@ def flow(
     seconds = time.perf_counter() - start
 
     for video, reason in failed:
-        typer.echo(f"{run_prefix}failed: {videos / video}: {reason}", err=True)
+        typer.echo(f"{run_prefix}failed: {printable(f'{videos / video}: {reason}')}", err=True)
     rate = fields / seconds if seconds > 0 else 0.0
     typer.echo(f"{run_prefix}flow: {len(written)} written, {len(done)} already done, {len(failed)} failed "
                f"of {len(mine)} videos; {fields} fields in {seconds:.1f} s ({rate:.2f} fields/s) -> {out_root}")

@@ -10,7 +10,7 @@ import typer
 
 from ..core.errors import InvalidInputError
 from .common import parse_overrides
-from .errors import handle_errors
+from .errors import handle_errors, printable
 from .options import AttentionOpt, InitOpt, JsonOpt, OverrideOpt, PadModeOpt, PolicyOpt, PretrainedOpt, TubeletOpt
 
 DataOpt = Annotated[Path, typer.Option("--data", help="Videos: DATA/train/<class>/* and DATA/val/<class>/*, a UCF-101 or HMDB-51 folder with its split files, or a folder with --split-file.")]
@@ -135,9 +135,13 @@ def evaluate(
 
     from ..core.files import check_output_path
 
+    if fusion_weights and flow is None:
+        raise InvalidInputError("--fusion-weights weighs an RGB and a flow run: add --flow FLOW_RUN, or leave it out")
     weights = tuple(fusion_weights) if fusion_weights else (1.0, 1.0)
     if confusion is not None:  # checked before the slow part; the run's own confusion.png is rewritten
-        check_output_path(confusion, force)
+        if confusion.suffix.lower() != ".png":
+            raise InvalidInputError(f"--confusion {confusion}: the confusion matrix is a PNG; give a path ending in .png")
+        check_output_path(confusion, force, inputs=(run / "curves.png",))
     plot = confusion or (run / "confusion.png")
     result = run_evaluate(run, data, flow_run=flow, flow_dir=flow_dir, weights=weights, views=views, num_clips=clips,
                           num_crops=crops, batch=batch, workers=workers, device=device, split_file=split_file,
@@ -156,7 +160,7 @@ def evaluate(
         typer.echo("weakest classes: " + ", ".join(f"{k} {v:.2f}" for v, k in worst))
     if result["failed_videos"]:
         typer.echo(f"warning: {len(result['failed_videos'])} video(s) could not be read: "
-                   + "; ".join(result["failed_videos"][:5]), err=True)
+                   + printable("; ".join(result["failed_videos"][:5])), err=True)
     typer.echo(f"confusion matrix: {result['confusion_png']}")
 
 
@@ -183,4 +187,4 @@ def predict(
         typer.echo(json.dumps({"video": str(video), "top": [{"label": k, "probability": p} for k, p in ranked]}))
         return
     for label, probability in ranked:
-        typer.echo(f"{probability:8.4f}  {label}")
+        typer.echo(f"{probability:8.4f}  {printable(label, 200)}")

@@ -73,3 +73,13 @@ def key_mismatch(expected: Iterable[str], given: Iterable[str], expected_name: s
     if extra:
         parts.append(f"{len(extra)} {given_name} keys are not expected (first: '{extra[0]}')")
     return "; ".join(parts)
+
+
+MAX_MESSAGE = 1000
+
+
+def printable(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` safe for one line of a terminal: control characters (a file name may hold newlines
+    or escape sequences) shown escaped, and cut to ``limit`` characters (a split file's 20 MB line)."""
+    safe = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return safe if len(safe) <= limit else f"{safe[:limit]}… ({len(safe) - limit} more characters)"

@@ -82,7 +82,7 @@ def _relative(path: Path, root: Path) -> str:
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as error:
         raise InvalidInputError(f"cannot read split file {path}: {error.strerror or error}") from None
     # splitlines() drops \r\n and \r as well as \n (UCF's lists have Windows line endings).

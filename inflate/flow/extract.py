@@ -88,7 +88,7 @@ def list_videos(root: str | os.PathLike[str], split_file: Optional[str | os.Path
         if not split.is_file():
             raise InvalidInputError(f"split file {split} does not exist")
         names = []
-        for line in split.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in split.read_text(encoding="utf-8-sig", errors="replace").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 name = line.split()[0].replace("\\", "/")
@@ -99,12 +99,24 @@ def list_videos(root: str | os.PathLike[str], split_file: Optional[str | os.Path
                 names.append(name)
         if not names:
             raise InvalidInputError(f"split file {split} lists no videos")
-        return sorted(dict.fromkeys(names))
+        return _one_output_each(sorted(dict.fromkeys(names)))
     found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                    if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     if not found:
         raise InvalidInputError(f"no videos ({', '.join(VIDEO_SUFFIXES[:4])}, ...) found under {root}")
-    return found
+    return _one_output_each(found)
+
+
+def _one_output_each(videos: list[str]) -> list[str]:
+    """``videos``, refused where two differ only by their suffix: both would write one flow file."""
+    seen: dict[str, str] = {}
+    for video in videos:
+        stem = Path(video).with_suffix("").as_posix()
+        if stem in seen:
+            raise InvalidInputError(f"'{seen[stem]}' and '{video}' would both write {stem}.npz; rename one, or "
+                                    "list one of them with --split-file")
+        seen[stem] = video
+    return videos
 
 
 def _short_side_size(height: int, width: int, size: int) -> tuple[int, int]:

@@ -106,6 +106,6 @@ def read_labels(run_dir: Path) -> list[str]:
         labels = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise InvalidInputError(f"{path} must hold a list of class names")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise InvalidInputError(f"{path} must hold a non-empty list of class names")
     return labels

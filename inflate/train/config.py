@@ -28,6 +28,9 @@ def default_lr(optimizer: str, effective_batch: int) -> float:
 
 
 _NUMBER = (int, float)
+# What every config.json holds (settings added later may be missing from older runs: their defaults).
+_REQUIRED = ("model", "data", "out", "frames", "size", "epochs", "batch", "stream", "stride", "seed", "layout",
+             "split_id", "policy", "init", "optimizer", "schedule")
 # Settings that may be null in config.json, and what they hold otherwise.
 _OPTIONAL = {"lr": _NUMBER, "clip_grad": _NUMBER, "tubelet": (int,), "channels_last": (bool,),
              "overrides": (dict,), "scale_jitter": (list,), "flow_dir": (str,), "split_file": (str,), "val_split_file": (str,),
@@ -173,7 +176,7 @@ class TrainConfig:
         unknown = sorted(set(raw) - names)
         if unknown:
             raise InvalidInputError(f"{source}: unknown settings {', '.join(unknown)}")
-        missing = sorted(n for n in ("model", "data", "out") if n not in raw)
+        missing = sorted(n for n in _REQUIRED if n not in raw)
         if missing:
             raise InvalidInputError(f"{source}: lacks {', '.join(missing)}; it was not written by `inflate train`")
         for key, value in raw.items():

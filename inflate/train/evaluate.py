@@ -9,6 +9,7 @@ as the paper does.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -43,7 +44,12 @@ class Run:
     def load_model(self, device: torch.device) -> nn.Module:
         from ..export import load_inflated
 
-        return load_inflated(self.best, map_location=device).eval()
+        model = load_inflated(self.best, map_location=device).eval()
+        classes = getattr(model, "num_classes", None)
+        if isinstance(classes, int) and classes != len(self.labels):
+            raise InvalidInputError(f"{self.path}: {ckpt.LABELS} names {len(self.labels)} classes but "
+                                    f"{ckpt.BEST} has {classes} outputs; the run folder was altered")
+        return model
 
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The input mean and std the run trained with. A run started from a model file names its
@@ -84,14 +90,17 @@ def _loader(run: Run, data: Path, views: str, num_clips: int, num_crops: int, ba
     from .loop import flow_root
 
     cfg = run.config
-    recorded = cfg.val_split_file or cfg.split_file
-    videos = discover(data, "val", layout=cfg.layout if split_file is None and not cfg.val_split_file else "auto",
-                      split_file=split_file or (Path(recorded) if recorded else None),
-                      split_id=cfg.split_id, classes=run.labels)
-    if split_file is None and cfg.val_split_file is None and videos.layout == "list":
-        raise InvalidInputError(f"{run.path} was trained from the list {cfg.split_file}; give the list of videos "
-                                "to evaluate with --split-file FILE")
-    stream_cfg = TrainConfig(**{**cfg.__dict__, "data": str(data), "flow_dir": str(flow_dir) if flow_dir else cfg.flow_dir})
+    # Paths config.json records are never opened: a run folder may come from elsewhere. UCF-101's and
+    # HMDB-51's lists are found in --data again; a run trained from list files needs --split-file.
+    trained_from_list = cfg.val_split_file is not None or (
+        cfg.split_file is not None and not re.fullmatch(r"(train|test)list\d+\.txt", Path(cfg.split_file).name)
+        and not Path(cfg.split_file).name.endswith("_splits") and "_test_split" not in Path(cfg.split_file).name)
+    if split_file is None and trained_from_list:
+        raise InvalidInputError(f"{run.path} was trained from list files: give the list of videos to evaluate "
+                                "(`path label` lines), --split-file FILE")
+    videos = discover(data, "val", layout="auto" if split_file is not None or trained_from_list else cfg.layout,
+                      split_file=split_file, split_id=cfg.split_id, classes=run.labels)
+    stream_cfg = TrainConfig(**{**cfg.__dict__, "data": str(data), "flow_dir": str(flow_dir) if flow_dir else None})
     mean, std = run.normalization()
     dataset = ClipDataset(videos, frames=cfg.frames, stride=cfg.stride, size=cfg.size, train=False, stream=cfg.stream,
                           flow_root=flow_root(stream_cfg), mean=mean, std=std, eval_views=views, num_clips=num_clips,
@@ -142,8 +151,8 @@ def evaluate(run_dir: Path, data: Path, *, flow_run: Optional[Path] = None, flow
         raise InvalidInputError(f"--views {views!r}: use multi, center or whole")
     if num_clips < 1 or num_crops not in (1, 3):
         raise InvalidInputError(f"--clips must be >= 1 and --crops 1 or 3, got {num_clips} and {num_crops}")
-    if len(weights) != 2 or any(not math.isfinite(w) or w < 0 for w in weights):
-        raise InvalidInputError(f"--fusion-weights takes two non-negative numbers, got {list(weights)}")
+    if len(weights) != 2 or any(not math.isfinite(w) or not 0 <= w <= 1e6 for w in weights) or sum(weights) <= 0:
+        raise InvalidInputError(f"--fusion-weights takes two numbers in [0, 1e6], not both 0, got {list(weights)}")
     data = Path(data)
     if not data.is_dir():
         raise InvalidInputError(f"--data {data} is not a folder")
@@ -203,7 +212,9 @@ def predict(run_dir: Path, video: Path, *, top: int = 5, views: str = "multi", n
         raise InvalidInputError(f"{video} is a folder; predict takes one video file (for a folder of videos: "
                                 "`inflate evaluate RUN --data FOLDER`)")
     if not video.is_file():
-        raise InvalidInputError(f"video {video} does not exist")
+        from ..core.files import require_input_file
+
+        require_input_file(video, "video", "a video file")  # says what is there instead
     records = [VideoRecord(path=video, label=0, relative=video.name)]
     mean, std = run.normalization()
     dataset = ClipDataset(VideoSet(records=records, classes=run.labels, root=video.parent, layout="list"),

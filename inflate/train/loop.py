@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import InvalidInputError
+from ..core.errors import InvalidInputError, printable
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .distributed import Context, all_sum, average_buffers, barrier, gather_objects, setup, teardown
@@ -458,6 +458,8 @@ def _fit(cfg: TrainConfig, context: Context, resume: bool, stop_after_epoch: Opt
                                     f"classes in {run_dir / ckpt.LAST}, {len(classes)} in --data): resume with the same data")
         start_epoch, best = _restore(checkpoint, run_dir / ckpt.LAST, cfg, bare, optimizer, scheduler, scaler)
         notes = [f"resumed from {run_dir / ckpt.LAST} after epoch {start_epoch}"]
+        if context.is_main:  # the checkpoint's settings are the run's: config.json mirrors them again
+            ckpt.write_json(run_dir / ckpt.CONFIG, json_config(cfg))
     elif context.is_main:
         created = _make_run_dir(run_dir)  # only now: bad data or a bad model leave no empty run folder
         ckpt.write_json(run_dir / ckpt.CONFIG, json_config(cfg))
@@ -560,7 +562,7 @@ def _train_epochs(cfg: TrainConfig, context: Context, run_dir: Path, checkpoint:
         for message in messages:
             if message not in failed:
                 failed[message] = None
-                reporter.line(f"warning: skipped a video that cannot be read: {message}")
+                reporter.line(f"warning: skipped a video that cannot be read: {printable(message)}")
 
     val_labels = np.array([r.label for r in val_loader.dataset.videos.records])
     writer = _open_writer(cfg, run_dir) if context.is_main else None
@@ -577,8 +579,11 @@ def _train_epochs(cfg: TrainConfig, context: Context, run_dir: Path, checkpoint:
             row.update(train_one_epoch(model, train_loader, optimizer, scheduler, scaler, cfg, context, amp_dtype,
                                        channels_last, reporter, epoch, on_failed, writer, epoch * steps_per_epoch))
             if not row["clips"]:
-                why = (f"none of the {len(train_loader.dataset)} training videos could be read (first: "
-                       f"{next(iter(failed))}); check the videos (PyAV must decode them)" if failed else
+                total = len(train_loader.dataset)
+                read = f"{len(failed)} of the {total} training videos could not be read (first: {next(iter(failed))})"
+                why = (f"{read}; check the videos (PyAV must decode them) or, for the flow stream, the flow files"
+                       if len(failed) >= total else
+                       f"{read} and the rest left every batch with one clip, too few for batch norm" if failed else
                        "every batch was left with one clip, too few for batch norm; add training videos")
                 raise InvalidInputError(f"epoch {epoch + 1} trained on no clip: {why}")
             shards = gather_objects(sorted(row.pop("indices")), context)

@@ -181,3 +181,10 @@ def test_batch_size_is_refused_for_the_opencv_backend(videos: Path, tmp_path: Pa
     result = invoke(videos, tmp_path / "flow", "--backend", "opencv", "--batch-size", "4")
     assert result.exit_code == 2 and "--batch-size" in result.output
     assert not (tmp_path / "flow").exists()
+
+
+def test_two_videos_that_would_share_one_flow_file_are_refused(videos: Path, tmp_path: Path) -> None:
+    write_clip(videos / "walk" / "a.mp4", moving_frames(3, step=(1, 0), seed=7))  # beside walk/a.avi
+    result = invoke(videos, tmp_path / "flow", "--backend", "opencv", "--workers", "1")
+    assert result.exit_code == 2 and "walk/a.npz" in result.output and "a.mp4" in result.output
+    assert not list(tmp_path.rglob("*.npz"))

@@ -72,7 +72,7 @@ def test_resume_refuses_settings_other_than_the_runs(videos: Path, tmp_path: Pat
 def test_training_on_no_readable_video_fails_and_leaves_no_run(videos: Path, tmp_path: Path) -> None:
     for video in (videos / "train").rglob("*.*"):
         video.write_bytes(b"not a video" * 10)
-    _error(_train(videos, tmp_path / "out" / "run"), 2, "trained on no clip", "could be read")
+    _error(_train(videos, tmp_path / "out" / "run"), 2, "trained on no clip", "8 of the 8 training videos could not")
     assert not (tmp_path / "out").exists()  # nor the parent folder it made
 
 
@@ -181,8 +181,9 @@ def test_a_training_list_needs_its_validation_list(videos: Path, tmp_path: Path)
     result = _train(videos, run, "--split-file", str(tmp_path / "train.txt"), "--val-split-file",
                     str(tmp_path / "val.txt"))
     assert result.exit_code == 0, result.output
-    scores = runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center",
-                                 "--json"])
+    evaluate = ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center", "--json"]
+    _error(runner.invoke(app, evaluate), 2, "--split-file")  # the lists config.json records are never opened
+    scores = runner.invoke(app, [*evaluate, "--split-file", str(tmp_path / "val.txt")])
     assert scores.exit_code == 0, scores.output
     assert json.loads(scores.output.splitlines()[-1])["n"] == 3  # the validation list's videos, not the 8 trained on
 
@@ -190,6 +191,7 @@ def test_a_training_list_needs_its_validation_list(videos: Path, tmp_path: Path)
 @pytest.mark.parametrize("change, culprit", [
     ({"frames": "16"}, "'frames'"), ({"frames": 100000}, "--frames 100000"), ({"size": True}, "'size'"),
     ({"lr": "fast"}, "'lr'"), ({"milestones": ["a"]}, "'milestones'"), ({"model": None}, "'model'"),
+    ({"frames": 2.5}, "'frames'"), ({"frames": None}, "'frames'"),
 ])
 def test_a_damaged_run_config_is_one_line(change: dict, culprit: str, videos: Path, tmp_path: Path) -> None:
     """A run folder may come from elsewhere: config.json is checked for types and bounds before use."""
@@ -243,3 +245,39 @@ def test_a_damaged_checkpoint_is_refused_on_resume(part: str, damage, culprit: s
     result = runner.invoke(app, ["train", "test_resnet", "--data", str(videos), "--out", str(run), "--epochs", "2",
                                  "--resume", *FAST])
     _error(result, 2, "last.pt", culprit)
+
+
+def test_a_run_config_missing_a_setting_is_refused(videos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(videos, run).exit_code == 0
+    config = json.loads((run / "config.json").read_text())
+    del config["frames"]  # would have silently become the default 16 (the run trained with 4)
+    (run / "config.json").write_text(json.dumps(config))
+    _error(runner.invoke(app, ["evaluate", str(run), "--data", str(videos), "--workers", "0"]), 2,
+           "config.json", "frames")
+
+
+def test_evaluate_options_and_files_that_do_not_fit(videos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(videos, run).exit_code == 0
+    base = ["evaluate", str(run), "--data", str(videos), "--workers", "0", "--views", "center"]
+    video = next((videos / "val").rglob("*.*"))
+    _error(runner.invoke(app, [*base, "--confusion", str(video), "--force"]), 2, ".png")
+    assert video.read_bytes()[:4] != b"\x89PNG"
+    _error(runner.invoke(app, [*base, "--confusion", str(run / "curves.png"), "--force"]), 4, "is the input")
+    _error(runner.invoke(app, [*base, "--fusion-weights", "1", "--fusion-weights", "1"]), 2, "--flow")
+    labels = json.loads((run / "labels.json").read_text())
+    (run / "labels.json").write_text(json.dumps(labels + ["extra"]))
+    _error(runner.invoke(app, base), 2, "labels.json", "5 classes", "4 outputs")
+    (run / "labels.json").write_text("[]")
+    _error(runner.invoke(app, base), 2, "labels.json", "non-empty")
+
+
+def test_names_with_control_characters_are_escaped_in_messages() -> None:
+    """A video named with a newline and a terminal escape cannot forge an 'error:' line or reach the terminal."""
+    from inflate.cli.errors import format_error
+    from inflate.core.errors import InvalidInputError
+
+    line = format_error(InvalidInputError("cannot read evil\nerror: forged\x1b[2K.mp4; " + "x" * 5000))
+    assert "\n" not in line and "\x1b" not in line and "\\x1b" in line
+    assert len(line) < 1100 and line.endswith("more characters)")
