@@ -14,7 +14,7 @@ from torch import nn
 
 from ..core.errors import InvalidInputError
 from ..core.geometry import check_clip_length
-from ..core.metadata import MAX_TIME_KERNEL
+from ..core.metadata import MAX_NUM_CLASSES, MAX_TIME_KERNEL
 
 
 def build_2d(model: str, pretrained: bool, weights: Optional[Path], num_classes: Optional[int]) -> nn.Module:
@@ -77,9 +77,9 @@ def refuse_options(given: list[tuple[str, object]], what: str, fix: str) -> None
 def validate_num_classes(num_classes: Optional[int]) -> None:
     if num_classes is not None and num_classes < 0:
         raise InvalidInputError(f"--num-classes must be >= 0 (0: no classifier, features out), got {num_classes}")
-    if num_classes is not None and num_classes > 1_000_000:
-        raise InvalidInputError(f"--num-classes {num_classes}: at most 1,000,000 (the classifier alone would not "
-                                "fit in memory)")
+    if num_classes is not None and num_classes > MAX_NUM_CLASSES:
+        raise InvalidInputError(f"--num-classes {num_classes}: at most {MAX_NUM_CLASSES:,} (the classifier alone "
+                                "would not fit in memory)")
 
 
 def patch_embeddings(model2d: nn.Module) -> list[tuple[str, nn.Module]]:

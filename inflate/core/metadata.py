@@ -52,7 +52,8 @@ _OVERRIDE_FIELDS = ("kernel", "stride", "padding", "init")
 # Beyond these a model file would make the reader allocate without bound (a classifier of 10¹²
 # rows, a kernel of 10⁵ frames): refused as the command line refuses them.
 MAX_TIME_KERNEL = 64
-_SOURCE_LIMITS = {"num_classes": 1_000_000, "in_chans": 4096}
+MAX_NUM_CLASSES = 1_000_000
+_SOURCE_LIMITS = {"num_classes": MAX_NUM_CLASSES, "in_chans": 4096}
 
 
 def write_metadata(kind: str, fields: Mapping[str, Any]) -> str:

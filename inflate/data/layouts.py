@@ -337,13 +337,19 @@ def _discover_list(data: Path, split: str, split_file: Path | None, classes: lis
 # --- entry -------------------------------------------------------------------------------------------------
 
 
+def split_file_layout(split_file: Path) -> str:
+    """The layout a split file stands for: UCF-101's trainlist/testlist, HMDB-51's split file or
+    folder, else a ``path label`` list. Judged by its name (and whether it is a folder), not read."""
+    if re.fullmatch(r"(trainlist|testlist)\d+\.txt", split_file.name):
+        return "ucf101"
+    if split_file.is_dir() or _HMDB_SPLIT.match(split_file.name):
+        return "hmdb51"
+    return "list"
+
+
 def _detect(data: Path, split_file: Path | None) -> str:
     if split_file is not None:
-        if re.fullmatch(r"(trainlist|testlist)\d+\.txt", split_file.name):
-            return "ucf101"
-        if split_file.is_dir() or _HMDB_SPLIT.match(split_file.name):
-            return "hmdb51"
-        return "list"
+        return split_file_layout(split_file)
     if _find_file(data, "classInd.txt", ("ucfTrainTestlist",)) is not None:
         return "ucf101"
     if _hmdb_split_folder(data, None) is not None:

@@ -83,7 +83,4 @@ def load_flow(path: str | os.PathLike[str]) -> np.ndarray:
         if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 2 or int(np.prod(shape, dtype=object)) > MAX_FLOW_BYTES:
             raise ValueError(f"{path}: expected uint8 flow (T-1, H, W, 2) of at most {MAX_FLOW_BYTES >> 30} GiB, "
                              f"got {dtype} {tuple(shape)}")
-        flow = archive["flow"]
-    if flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[-1] != 2:
-        raise ValueError(f"{path}: expected uint8 flow (T-1, H, W, 2), got {flow.dtype} {flow.shape}")
-    return flow
+        return archive["flow"]

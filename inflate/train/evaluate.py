@@ -9,7 +9,6 @@ as the paper does.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -55,13 +54,10 @@ class Run:
         """The input mean and std the run trained with. A run started from a model file names its
         source in its own best model's metadata: the file that config.json names is never opened."""
         from .loop import stream_normalization
-        from .model import checkpoint_source, is_model_file
+        from .model import is_model_file
 
-        cfg = self.config
-        if cfg.stream == "rgb" and is_model_file(cfg.model):
-            source = str(checkpoint_source(self.best)["source"]).replace("inception_v1_bn", "i3d_rgb")
-            cfg = TrainConfig(**{**cfg.__dict__, "model": source})
-        return stream_normalization(cfg)
+        model_file = self.best if self.config.stream == "rgb" and is_model_file(self.config.model) else None
+        return stream_normalization(self.config, model_file)
 
 
 def open_run(path: Path) -> Run:
@@ -87,14 +83,14 @@ def open_run(path: Path) -> Run:
 def _loader(run: Run, data: Path, views: str, num_clips: int, num_crops: int, batch: int, workers: int,
             context: Context, flow_dir: Optional[Path], split_file: Optional[Path]) -> Any:
     from ..data import ClipDataset, build_loader, discover
+    from ..data.layouts import split_file_layout
     from .loop import flow_root
 
     cfg = run.config
     # Paths config.json records are never opened: a run folder may come from elsewhere. UCF-101's and
     # HMDB-51's lists are found in --data again; a run trained from list files needs --split-file.
     trained_from_list = cfg.val_split_file is not None or (
-        cfg.split_file is not None and not re.fullmatch(r"(train|test)list\d+\.txt", Path(cfg.split_file).name)
-        and not Path(cfg.split_file).name.endswith("_splits") and "_test_split" not in Path(cfg.split_file).name)
+        cfg.split_file is not None and split_file_layout(Path(cfg.split_file)) == "list")
     if split_file is None and trained_from_list:
         raise InvalidInputError(f"{run.path} was trained from list files: give the list of videos to evaluate "
                                 "(`path label` lines), --split-file FILE")
@@ -207,14 +203,10 @@ def predict(run_dir: Path, video: Path, *, top: int = 5, views: str = "multi", n
     cfg = run.config
     if cfg.stream != "rgb":
         raise InvalidInputError("predict reads RGB videos: give an RGB run (flow runs need `inflate flow` first)")
-    video = Path(video)
-    if video.is_dir():
-        raise InvalidInputError(f"{video} is a folder; predict takes one video file (for a folder of videos: "
-                                "`inflate evaluate RUN --data FOLDER`)")
-    if not video.is_file():
-        from ..core.files import require_input_file
+    from ..core.files import require_input_file
 
-        require_input_file(video, "video", "a video file")  # says what is there instead
+    video = require_input_file(video, "video", "one video file (for a folder of videos: `inflate evaluate RUN "
+                                               "--data FOLDER`)")
     records = [VideoRecord(path=video, label=0, relative=video.name)]
     mean, std = run.normalization()
     dataset = ClipDataset(VideoSet(records=records, classes=run.labels, root=video.parent, layout="list"),

@@ -173,18 +173,21 @@ def build_data(cfg: TrainConfig, context: Context) -> tuple[Any, Any, list[str],
     return loaders[0], loaders[1], list(train_set.classes), train_set
 
 
-def stream_normalization(cfg: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std of the model's input: flow is already in [-1, 1]; RGB as the model expects."""
+def stream_normalization(cfg: TrainConfig,
+                         model_file: Optional[Path] = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std of the model's input: flow is already in [-1, 1]; RGB as the model expects.
+    ``model_file``: where a model started from a file names its source (a run's own best model,
+    in place of the file ``cfg.model`` names)."""
     from ..data import input_normalization
 
-    return ((0.0,) * 2, (1.0,) * 2) if cfg.stream == "flow" else input_normalization(_norm_name(cfg))
+    return ((0.0,) * 2, (1.0,) * 2) if cfg.stream == "flow" else input_normalization(_norm_name(cfg, model_file))
 
 
-def _norm_name(cfg: TrainConfig) -> str:
+def _norm_name(cfg: TrainConfig, model_file: Optional[Path]) -> str:
     if Path(cfg.model).suffix.lower() in (".safetensors", ".pt", ".pth"):
         from .model import checkpoint_source
 
-        return str(checkpoint_source(cfg.model)["source"]).replace("inception_v1_bn", "i3d_rgb")
+        return str(checkpoint_source(model_file or cfg.model)["source"]).replace("inception_v1_bn", "i3d_rgb")
     return cfg.model
 
 
